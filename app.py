@@ -1,0 +1,118 @@
+"""The ASGI application: routes, the lifespan that opens both registers and the bus.
+
+Serve it with ``community serve`` (which applies migrations first) or
+``uvicorn app:app``. Configuration comes only from environment variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from tortoise.connection import get_connection
+from tortoise.contrib.starlette import RegisterTortoise
+
+from config import Settings, get_settings
+from resolvers.mail import MailWorker
+from schema import create_schema
+from schema.http import BodySizeLimit, CommunityGraphQL
+from subscriptions.bus import Bus, get_bus, set_bus
+
+log = logging.getLogger("community.app")
+
+
+async def database_ready(name: str) -> bool:
+    try:
+        await asyncio.wait_for(get_connection(name).execute_query("SELECT 1"), timeout=3)
+        return True
+    except Exception:  # any failure means "not ready"; the probe must answer, not raise
+        return False
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """The process is up."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """Both registers and the broadcast bus are reachable."""
+    checks = {
+        "community": await database_ready("community"),
+        "contacts": await database_ready("contacts"),
+        "bus": await get_bus().ready(),
+    }
+    ready = all(checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or get_settings()
+    settings.validate()
+    graphql = CommunityGraphQL(
+        create_schema(settings),
+        graphql_ide=None if settings.production else "graphiql",
+        allow_queries_via_get=False,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+        connection_init_wait_timeout=timedelta(seconds=10),
+        max_subscriptions_per_connection=50,
+        allowed_origins=settings.allowed_origins,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with RegisterTortoise(app, config=settings.tortoise_config()):
+            # Tortoise connects lazily: fail at start, not at the first request.
+            for name in ("community", "contacts"):
+                await get_connection(name).execute_query("SELECT 1")
+            bus = Bus(settings.broadcast_url, settings.channel_prefix)
+            await bus.connect()
+            set_bus(bus)
+            stop = asyncio.Event()
+            worker = (
+                asyncio.create_task(MailWorker(settings).run(stop), name="mail-worker")
+                if settings.mail_worker
+                else None
+            )
+            try:
+                yield
+            finally:
+                stop.set()
+                if worker is not None:
+                    worker.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await worker
+                await bus.disconnect()
+                set_bus(None)
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+        ],
+        middleware=[Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)],
+        lifespan=lifespan,
+    )
+
+
+def __getattr__(name: str) -> Starlette:
+    # ``uvicorn app:app`` builds the app on first access, so importing this
+    # module (tests, tools) reads no environment and opens nothing.
+    if name == "app":
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)

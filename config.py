@@ -1,0 +1,237 @@
+"""Settings, read once from environment variables (12-factor).
+
+Every variable is documented in the README's "Configuration" section. The
+defaults are the embedded mode: SQLite files under ``./var``, the in-memory
+broadcast bus, mail written to a folder, and fixed development keys. In
+production mode (``COMMUNITY_ENV=production``) the server refuses to start
+while any secret key is missing or still has its development value.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+# Development keys: public on purpose, so that nothing encrypted with them can
+# be mistaken for protected data. Production refuses them (see validate()).
+DEV_KEYS = {
+    "CONTACTS_ENCRYPTION_KEY": "ZGV2LW9ubHktY29udGFjdHMtZW5jcnlwdGlvbi1rZXk=",
+    "CONTACTS_INDEX_KEY": "ZGV2LW9ubHktY29udGFjdHMtYmxpbmQtaW5kZXgta2V5IQ==",
+    "LINK_KEY": "ZGV2LW9ubHktY29udGFjdC1tZW1iZXItbGluay1rZXk=",
+    "TOKEN_KEY": "ZGV2LW9ubHktdGhyb3R0bGUtYW5kLXRva2VuLWtleXM=",
+}
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a server that may start."""
+
+
+def _decode_key(name: str, value: str) -> bytes:
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except ValueError as exc:
+        raise ConfigError(f"{name} is not base64") from exc
+    if len(raw) < 32:
+        raise ConfigError(f"{name} must decode to at least 32 bytes")
+    return raw
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The server's whole configuration; build it with :func:`load_settings`."""
+
+    env: str = "development"
+    community_db_url: str = "sqlite://var/community.sqlite3"
+    contacts_db_url: str = "sqlite://var/contacts.sqlite3"
+    db_pool_max: int = 10
+    broadcast_url: str = "memory://"
+    channel_prefix: str = "community:"
+    public_base_url: str = "http://127.0.0.1:8000"
+    # Secret keys (raw bytes, decoded from base64 in the environment).
+    contacts_encryption_key: bytes = b""
+    contacts_index_key: bytes = b""
+    link_key: bytes = b""
+    token_key: bytes = b""
+    # Mail: with no SMTP host, messages are written to mail_dir as .eml files.
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    smtp_use_tls: bool = False
+    mail_from: str = "Community <no-reply@community.invalid>"
+    mail_dir: str = "var/mail"
+    mail_worker: bool = True
+    mail_poll_seconds: float = 2.0
+    mail_max_attempts: int = 12
+    # Sessions and tokens.
+    session_idle_minutes: int = 60 * 24 * 14
+    session_absolute_days: int = 90
+    verify_token_hours: int = 48
+    reset_token_minutes: int = 60
+    # Login throttling: failures allowed per window, per account and per address.
+    login_max_failures_account: int = 5
+    login_max_failures_address: int = 20
+    login_window_seconds: int = 900
+    # Request limits.
+    max_body_bytes: int = 256 * 1024
+    max_query_depth: int = 12
+    max_aliases: int = 30
+    max_tokens: int = 2000
+    trust_proxy_headers: bool = False
+    allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    def validate(self) -> None:
+        """Refuse to run production on development or missing secrets."""
+        if self.env not in {"development", "production", "test"}:
+            raise ConfigError("COMMUNITY_ENV must be development, production or test")
+        if not self.production:
+            return
+        keys = {
+            "CONTACTS_ENCRYPTION_KEY": self.contacts_encryption_key,
+            "CONTACTS_INDEX_KEY": self.contacts_index_key,
+            "LINK_KEY": self.link_key,
+            "TOKEN_KEY": self.token_key,
+        }
+        dev = {_decode_key(k, v) for k, v in DEV_KEYS.items()}
+        bad = sorted(name for name, key in keys.items() if not key or key in dev)
+        if bad:
+            raise ConfigError("production mode needs real secret keys: " + ", ".join(bad))
+        if len(set(keys.values())) != len(keys):
+            raise ConfigError("production mode needs four different secret keys")
+        if not self.smtp_host:
+            raise ConfigError("production mode needs SMTP_HOST")
+        if self.community_db_url == self.contacts_db_url:
+            raise ConfigError("the two registers must live in two databases")
+
+    def tortoise_config(self) -> dict[str, Any]:
+        """The Tortoise ORM configuration: two connections, two model apps."""
+        return tortoise_config(self.community_db_url, self.contacts_db_url, self.db_pool_max)
+
+
+def tortoise_config(community_url: str, contacts_url: str, pool_max: int = 10) -> dict[str, Any]:
+    def connection(url: str) -> str | dict[str, Any]:
+        if url.startswith("sqlite://"):
+            path = url.removeprefix("sqlite://")
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            return url
+        sep = "&" if "?" in url else "?"
+        return f"{url}{sep}minsize=1&maxsize={pool_max}"
+
+    return {
+        "connections": {
+            "community": connection(community_url),
+            "contacts": connection(contacts_url),
+        },
+        "apps": {
+            "community": {
+                "models": ["models.community"],
+                "default_connection": "community",
+                "migrations": "models.migrations.community",
+            },
+            "contacts": {
+                "models": ["models.contacts"],
+                "default_connection": "contacts",
+                "migrations": "models.migrations.contacts",
+            },
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read the settings from ``environ`` (default: the process environment)."""
+    env = dict(os.environ if environ is None else environ)
+
+    def get(name: str, default: str) -> str:
+        return env.get(name, default) or default
+
+    def key(name: str) -> bytes:
+        value = env.get(name, "")
+        if not value and get("COMMUNITY_ENV", "development") != "production":
+            value = DEV_KEYS[name]
+        return _decode_key(name, value) if value else b""
+
+    def integer(name: str, default: int) -> int:
+        try:
+            return int(get(name, str(default)))
+        except ValueError as exc:
+            raise ConfigError(f"{name} must be an integer") from exc
+
+    origins = tuple(o.strip() for o in get("ALLOWED_ORIGINS", "").split(",") if o.strip())
+    settings = Settings(
+        env=get("COMMUNITY_ENV", "development"),
+        community_db_url=get("COMMUNITY_DB_URL", Settings.community_db_url),
+        contacts_db_url=get("CONTACTS_DB_URL", Settings.contacts_db_url),
+        db_pool_max=integer("DB_POOL_MAX", Settings.db_pool_max),
+        broadcast_url=get("BROADCAST_URL", Settings.broadcast_url),
+        channel_prefix=get("BROADCAST_CHANNEL_PREFIX", Settings.channel_prefix),
+        public_base_url=get("PUBLIC_BASE_URL", Settings.public_base_url).rstrip("/"),
+        contacts_encryption_key=key("CONTACTS_ENCRYPTION_KEY"),
+        contacts_index_key=key("CONTACTS_INDEX_KEY"),
+        link_key=key("LINK_KEY"),
+        token_key=key("TOKEN_KEY"),
+        smtp_host=get("SMTP_HOST", ""),
+        smtp_port=integer("SMTP_PORT", Settings.smtp_port),
+        smtp_username=get("SMTP_USERNAME", ""),
+        smtp_password=get("SMTP_PASSWORD", ""),
+        smtp_starttls=_bool(get("SMTP_STARTTLS", "false")),
+        smtp_use_tls=_bool(get("SMTP_TLS", "false")),
+        mail_from=get("MAIL_FROM", Settings.mail_from),
+        mail_dir=get("MAIL_DIR", Settings.mail_dir),
+        mail_worker=_bool(get("MAIL_WORKER", "true")),
+        mail_poll_seconds=float(get("MAIL_POLL_SECONDS", str(Settings.mail_poll_seconds))),
+        mail_max_attempts=integer("MAIL_MAX_ATTEMPTS", Settings.mail_max_attempts),
+        session_idle_minutes=integer("SESSION_IDLE_MINUTES", Settings.session_idle_minutes),
+        session_absolute_days=integer("SESSION_ABSOLUTE_DAYS", Settings.session_absolute_days),
+        verify_token_hours=integer("VERIFY_TOKEN_HOURS", Settings.verify_token_hours),
+        reset_token_minutes=integer("RESET_TOKEN_MINUTES", Settings.reset_token_minutes),
+        login_max_failures_account=integer(
+            "LOGIN_MAX_FAILURES_ACCOUNT", Settings.login_max_failures_account
+        ),
+        login_max_failures_address=integer(
+            "LOGIN_MAX_FAILURES_ADDRESS", Settings.login_max_failures_address
+        ),
+        login_window_seconds=integer("LOGIN_WINDOW_SECONDS", Settings.login_window_seconds),
+        max_body_bytes=integer("MAX_BODY_BYTES", Settings.max_body_bytes),
+        trust_proxy_headers=_bool(get("TRUST_PROXY_HEADERS", "false")),
+        allowed_origins=origins,
+    )
+    settings.validate()
+    return settings
+
+
+_override: Settings | None = None
+
+
+@lru_cache(maxsize=1)
+def _from_environment() -> Settings:
+    return load_settings()
+
+
+def get_settings() -> Settings:
+    """The settings in force: the environment's, or a test's override."""
+    return _override if _override is not None else _from_environment()
+
+
+def override_settings(settings: Settings | None) -> None:
+    """Replace the settings in force (tests and the command line use this)."""
+    global _override
+    _override = settings
+
+
+__all__ = ["ConfigError", "Settings", "get_settings", "load_settings", "override_settings", "replace"]

@@ -1,0 +1,1 @@
+"""Generated schema migrations, one package per model app."""

@@ -1,0 +1,212 @@
+"""Expected failures: one exception type, stable codes, messages in fi/sv/en.
+
+This is the one place that maps a failure to a code and a message; the
+GraphQL layer turns a :class:`UserError` into a typed error result.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    INPUT = "input"  # the request itself is wrong: fix the field
+    NOT_ALLOWED = "not_allowed"  # the caller may not do this now
+    RATE_LIMITED = "rate_limited"
+
+
+class Code(StrEnum):
+    INVALID_EMAIL = "INVALID_EMAIL"
+    INVALID_DATE = "INVALID_DATE"
+    UNDER_AGE = "UNDER_AGE"
+    INVALID_LANGUAGE = "INVALID_LANGUAGE"
+    NAME_TOO_SHORT = "NAME_TOO_SHORT"
+    NAME_TOO_LONG = "NAME_TOO_LONG"
+    NAME_INVALID_CHARACTERS = "NAME_INVALID_CHARACTERS"
+    NAME_RESERVED = "NAME_RESERVED"
+    NAME_TAKEN = "NAME_TAKEN"
+    DISPLAY_NAME_IDENTIFYING = "DISPLAY_NAME_IDENTIFYING"
+    PASSWORD_TOO_SHORT = "PASSWORD_TOO_SHORT"
+    PASSWORD_TOO_LONG = "PASSWORD_TOO_LONG"
+    PASSWORD_TOO_COMMON = "PASSWORD_TOO_COMMON"
+    PASSWORD_LIKE_NAME = "PASSWORD_LIKE_NAME"
+    RULES_NOT_CURRENT = "RULES_NOT_CURRENT"
+    RULES_NOT_ACCEPTED = "RULES_NOT_ACCEPTED"
+    RULES_TEXT_MISSING = "RULES_TEXT_MISSING"
+    TOKEN_INVALID = "TOKEN_INVALID"
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    WRONG_PASSWORD = "WRONG_PASSWORD"
+    TOO_MANY_ATTEMPTS = "TOO_MANY_ATTEMPTS"
+    NOT_FOUND = "NOT_FOUND"
+    NOTHING_TO_CHANGE = "NOTHING_TO_CHANGE"
+    REASON_REQUIRED = "REASON_REQUIRED"
+    TEXT_TOO_LONG = "TEXT_TOO_LONG"
+    INVALID_ROLE = "INVALID_ROLE"
+
+
+KIND = {
+    Code.RULES_NOT_ACCEPTED: ErrorKind.NOT_ALLOWED,
+    Code.INVALID_CREDENTIALS: ErrorKind.NOT_ALLOWED,
+    Code.NOT_FOUND: ErrorKind.NOT_ALLOWED,
+    Code.TOO_MANY_ATTEMPTS: ErrorKind.RATE_LIMITED,
+}
+
+MESSAGES: dict[Code, dict[str, str]] = {
+    Code.INVALID_EMAIL: {
+        "en": "This is not a valid email address.",
+        "fi": "Sähköpostiosoite ei kelpaa.",
+        "sv": "E-postadressen är inte giltig.",
+    },
+    Code.INVALID_DATE: {
+        "en": "The date is not valid.",
+        "fi": "Päivämäärä ei kelpaa.",
+        "sv": "Datumet är inte giltigt.",
+    },
+    Code.UNDER_AGE: {
+        "en": "Members must be at least 16 years old.",
+        "fi": "Jäsenten on oltava vähintään 16-vuotiaita.",
+        "sv": "Medlemmar måste vara minst 16 år.",
+    },
+    Code.INVALID_LANGUAGE: {
+        "en": "Choose Finnish, Swedish or English.",
+        "fi": "Valitse suomi, ruotsi tai englanti.",
+        "sv": "Välj finska, svenska eller engelska.",
+    },
+    Code.NAME_TOO_SHORT: {
+        "en": "The name must be at least {min} characters.",
+        "fi": "Nimessä on oltava vähintään {min} merkkiä.",
+        "sv": "Namnet måste ha minst {min} tecken.",
+    },
+    Code.NAME_TOO_LONG: {
+        "en": "The name may have at most {max} characters.",
+        "fi": "Nimessä saa olla enintään {max} merkkiä.",
+        "sv": "Namnet får ha högst {max} tecken.",
+    },
+    Code.NAME_INVALID_CHARACTERS: {
+        "en": "The name contains characters that are not allowed.",
+        "fi": "Nimessä on merkkejä, jotka eivät ole sallittuja.",
+        "sv": "Namnet innehåller otillåtna tecken.",
+    },
+    Code.NAME_RESERVED: {
+        "en": "This name is reserved.",
+        "fi": "Tämä nimi on varattu.",
+        "sv": "Det här namnet är reserverat.",
+    },
+    Code.NAME_TAKEN: {
+        "en": "This name is already taken.",
+        "fi": "Nimi on jo käytössä.",
+        "sv": "Namnet är redan upptaget.",
+    },
+    Code.DISPLAY_NAME_IDENTIFYING: {
+        "en": "Your public name may not be your login name or the start of your email address.",
+        "fi": "Julkinen nimi ei saa olla käyttäjätunnuksesi eikä sähköpostiosoitteesi alku.",
+        "sv": "Ditt offentliga namn får inte vara ditt användarnamn eller början av din e-post.",
+    },
+    Code.PASSWORD_TOO_SHORT: {
+        "en": "The password must be at least {min} characters.",
+        "fi": "Salasanassa on oltava vähintään {min} merkkiä.",
+        "sv": "Lösenordet måste ha minst {min} tecken.",
+    },
+    Code.PASSWORD_TOO_LONG: {
+        "en": "The password may have at most {max} characters.",
+        "fi": "Salasanassa saa olla enintään {max} merkkiä.",
+        "sv": "Lösenordet får ha högst {max} tecken.",
+    },
+    Code.PASSWORD_TOO_COMMON: {
+        "en": "This password is too common. Choose another.",
+        "fi": "Salasana on liian yleinen. Valitse toinen.",
+        "sv": "Lösenordet är för vanligt. Välj ett annat.",
+    },
+    Code.PASSWORD_LIKE_NAME: {
+        "en": "The password may not contain your name or email address.",
+        "fi": "Salasana ei saa sisältää nimeäsi tai sähköpostiosoitettasi.",
+        "sv": "Lösenordet får inte innehålla ditt namn eller din e-postadress.",
+    },
+    Code.RULES_NOT_CURRENT: {
+        "en": "Please accept the current version of the community rules.",
+        "fi": "Hyväksy yhteisön sääntöjen voimassa oleva versio.",
+        "sv": "Godkänn den gällande versionen av gemenskapens regler.",
+    },
+    Code.RULES_NOT_ACCEPTED: {
+        "en": "The community rules have changed. Accept them to continue writing.",
+        "fi": "Yhteisön säännöt ovat muuttuneet. Hyväksy ne jatkaaksesi kirjoittamista.",
+        "sv": "Gemenskapens regler har ändrats. Godkänn dem för att fortsätta skriva.",
+    },
+    Code.RULES_TEXT_MISSING: {
+        "en": "The rules need a text in Finnish, Swedish and English.",
+        "fi": "Säännöt tarvitsevat tekstin suomeksi, ruotsiksi ja englanniksi.",
+        "sv": "Reglerna behöver en text på finska, svenska och engelska.",
+    },
+    Code.TOKEN_INVALID: {
+        "en": "This link is not valid or has expired.",
+        "fi": "Linkki ei ole voimassa.",
+        "sv": "Länken är inte giltig.",
+    },
+    Code.INVALID_CREDENTIALS: {
+        "en": "Sign-in failed. Check your name and password.",
+        "fi": "Kirjautuminen epäonnistui. Tarkista tunnus ja salasana.",
+        "sv": "Inloggningen misslyckades. Kontrollera namn och lösenord.",
+    },
+    Code.WRONG_PASSWORD: {
+        "en": "The password is not correct.",
+        "fi": "Salasana on väärä.",
+        "sv": "Lösenordet är fel.",
+    },
+    Code.TOO_MANY_ATTEMPTS: {
+        "en": "Too many attempts. Try again in {retry_after} seconds.",
+        "fi": "Liian monta yritystä. Yritä uudelleen {retry_after} sekunnin kuluttua.",
+        "sv": "För många försök. Försök igen om {retry_after} sekunder.",
+    },
+    Code.NOT_FOUND: {
+        "en": "Not found.",
+        "fi": "Ei löytynyt.",
+        "sv": "Hittades inte.",
+    },
+    Code.NOTHING_TO_CHANGE: {
+        "en": "Nothing to change.",
+        "fi": "Ei muutettavaa.",
+        "sv": "Inget att ändra.",
+    },
+    Code.REASON_REQUIRED: {
+        "en": "Give a reason of at least {min} characters.",
+        "fi": "Anna vähintään {min} merkin perustelu.",
+        "sv": "Ange en motivering på minst {min} tecken.",
+    },
+    Code.TEXT_TOO_LONG: {
+        "en": "The text may have at most {max} characters.",
+        "fi": "Tekstissä saa olla enintään {max} merkkiä.",
+        "sv": "Texten får ha högst {max} tecken.",
+    },
+    Code.INVALID_ROLE: {
+        "en": "Unknown role.",
+        "fi": "Tuntematon rooli.",
+        "sv": "Okänd roll.",
+    },
+}
+
+
+class UserError(Exception):
+    """An expected failure the client can act on."""
+
+    def __init__(
+        self,
+        code: Code,
+        field: str | None = None,
+        retry_after: int | None = None,
+        **params: object,
+    ) -> None:
+        super().__init__(code.value)
+        self.code = code
+        self.field = field
+        self.retry_after = retry_after
+        self.params = dict(params)
+        if retry_after is not None:
+            self.params["retry_after"] = retry_after
+
+    @property
+    def kind(self) -> ErrorKind:
+        return KIND.get(self.code, ErrorKind.INPUT)
+
+    def message(self, language: str) -> str:
+        texts = MESSAGES[self.code]
+        return texts.get(language, texts["en"]).format(**self.params)

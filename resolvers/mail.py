@@ -1,0 +1,178 @@
+"""Email: templates in fi/sv/en, the transactional outbox, and its delivery worker.
+
+``enqueue`` writes a message into the contacts database inside the caller's
+transaction, so a message exists exactly when the change that causes it
+was committed. The :class:`MailWorker` (in-process by default, or the
+``community mail-worker`` command for scale-out) claims due messages with a
+conditional update, delivers them over SMTP (or into ``MAIL_DIR`` in the
+embedded mode) and retries failures with exponential backoff: nothing is
+lost while the SMTP server is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from config import Settings, get_settings
+from models.contacts import Contact, OutboxMessage
+from resolvers import clock, crypto
+
+log = logging.getLogger("community.mail")
+
+TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates" / "mail"),
+    undefined=StrictUndefined,
+    autoescape=False,  # plain-text mail; nothing here is rendered as HTML
+    keep_trailing_newline=True,
+)
+CLAIM_SECONDS = 120
+_wakeup: asyncio.Event | None = None
+
+
+def render(template: str, language: str, **context: Any) -> tuple[str, str]:
+    """(subject, body) of a template in a language."""
+    text = TEMPLATES.get_template(f"{language}/{template}.txt").render(**context)
+    first, _, body = text.partition("\n")
+    return first.removeprefix("Subject:").strip(), body
+
+
+def link(path: str, **query: str) -> str:
+    from urllib.parse import urlencode
+
+    return f"{get_settings().public_base_url}{path}?{urlencode(query)}"
+
+
+async def enqueue(
+    contact: Contact | None, to_address: str, template: str, language: str, **context: Any
+) -> OutboxMessage:
+    """Add a message to the outbox (call inside the contacts transaction)."""
+    subject, body = render(template, language, **context)
+    message = await OutboxMessage.create(
+        contact=contact,
+        template=template,
+        language=language,
+        recipient_ciphertext=crypto.encrypt(to_address, "outbox-recipient"),
+        subject=subject,
+        body_ciphertext=crypto.encrypt(body, "outbox-body"),
+        next_attempt_at=clock.now(),
+    )
+    return message
+
+
+def wake_worker() -> None:
+    """Tell the in-process worker that new mail is waiting (after a commit)."""
+    if _wakeup is not None:
+        _wakeup.set()
+
+
+def backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(5 * 2 ** (attempts - 1), 3600))
+
+
+class MailWorker:
+    """Delivers due outbox messages; several workers may run side by side."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        global _wakeup
+        _wakeup = asyncio.Event()
+        while not stop.is_set():
+            try:
+                await self.deliver_due()
+            except Exception:  # the worker must outlive any one bad batch
+                log.exception("mail worker batch failed")
+            try:
+                await asyncio.wait_for(_wakeup.wait(), timeout=self.settings.mail_poll_seconds)
+            except TimeoutError:
+                pass
+            _wakeup.clear()
+
+    async def deliver_due(self, limit: int = 50) -> int:
+        """Deliver what is due now; returns how many messages were sent."""
+        now = clock.now()
+        # A claim left by a crashed worker expires and the message is retried.
+        await OutboxMessage.filter(status="sending", claimed_until__lt=now).update(status="pending")
+        due = (
+            await OutboxMessage.filter(status="pending", next_attempt_at__lte=now)
+            .order_by("id")
+            .limit(limit)
+            .values_list("id", flat=True)
+        )
+        sent = 0
+        for message_id in due:
+            claimed = await OutboxMessage.filter(id=message_id, status="pending").update(
+                status="sending", claimed_until=now + timedelta(seconds=CLAIM_SECONDS)
+            )
+            if claimed != 1:
+                continue  # another worker took it
+            message = await OutboxMessage.get(id=message_id)
+            try:
+                await self._send(message)
+            except Exception as exc:
+                await self._failed(message, exc)
+            else:
+                message.status = "sent"
+                message.sent_at = clock.now()
+                message.claimed_until = None
+                await message.save(update_fields=["status", "sent_at", "claimed_until"])
+                sent += 1
+        return sent
+
+    async def _failed(self, message: OutboxMessage, exc: Exception) -> None:
+        message.attempts += 1
+        # Only the error's type and SMTP code: server replies may quote the address.
+        code = getattr(exc, "code", "")
+        message.last_error = f"{type(exc).__name__} {code}".strip()[:300]
+        message.claimed_until = None
+        if message.attempts >= self.settings.mail_max_attempts:
+            message.status = "failed"
+        else:
+            message.status = "pending"
+            message.next_attempt_at = clock.now() + backoff(message.attempts)
+        await message.save(
+            update_fields=["attempts", "last_error", "claimed_until", "status", "next_attempt_at"]
+        )
+        log.warning(
+            "mail %s not delivered (attempt %s): %s", message.id, message.attempts, message.last_error
+        )
+
+    def _build(self, message: OutboxMessage) -> EmailMessage:
+        email = EmailMessage()
+        email["From"] = self.settings.mail_from
+        email["To"] = crypto.decrypt(message.recipient_ciphertext, "outbox-recipient")
+        email["Subject"] = message.subject
+        email["Message-ID"] = make_msgid(idstring=f"outbox-{message.id}")
+        email["Content-Language"] = message.language
+        email.set_content(crypto.decrypt(message.body_ciphertext, "outbox-body"))
+        return email
+
+    async def _send(self, message: OutboxMessage) -> None:
+        email = self._build(message)
+        settings = self.settings
+        if not settings.smtp_host:
+            folder = Path(settings.mail_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{message.id:08d}-{message.template}.eml"
+            await asyncio.to_thread(path.write_bytes, bytes(email))
+            return
+        await aiosmtplib.send(
+            email,
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username or None,
+            password=settings.smtp_password or None,
+            start_tls=settings.smtp_starttls,
+            use_tls=settings.smtp_use_tls,
+            timeout=15,
+        )

@@ -1,0 +1,75 @@
+"""Community rules: versions in fi/sv/en, acceptance, and the write gate."""
+
+from __future__ import annotations
+
+from tortoise.transactions import in_transaction
+
+from models.community import Member, MemberStatus, Notification, Role, RulesAcceptance, RulesVersion
+from resolvers import audit
+from resolvers.errors import Code, UserError
+from subscriptions.bus import get_bus
+from subscriptions.notifications import EVERYONE_CHANNEL
+
+MAX_RULES_LENGTH = 100_000
+
+
+async def current_rules() -> RulesVersion | None:
+    return await RulesVersion.all().order_by("-version").first()
+
+
+async def has_accepted_current(member: Member) -> bool:
+    current = await current_rules()
+    if current is None:
+        return True
+    return await RulesAcceptance.exists(member_id=member.id, rules_id=current.id)
+
+
+async def check_can_write(member: Member) -> None:
+    """Members who have not accepted the current rules may read but not write.
+
+    Staff are bound by their employment, not by the members' rules.
+    """
+    if member.role == Role.MEMBER and not await has_accepted_current(member):
+        raise UserError(Code.RULES_NOT_ACCEPTED)
+
+
+async def do_publish_rules(actor: Member | None, text_fi: str, text_sv: str, text_en: str) -> RulesVersion:
+    """Publish a new version; every active member gets an in-app notice."""
+    texts = {"textFi": text_fi, "textSv": text_sv, "textEn": text_en}
+    for field, text in texts.items():
+        if not text.strip():
+            raise UserError(Code.RULES_TEXT_MISSING, field=field)
+        if len(text) > MAX_RULES_LENGTH:
+            raise UserError(Code.TEXT_TOO_LONG, field=field, max=MAX_RULES_LENGTH)
+    async with in_transaction("community"):
+        latest = await RulesVersion.all().order_by("-version").select_for_update().first()
+        version = await RulesVersion.create(
+            version=(latest.version + 1) if latest else 1,
+            text_fi=text_fi,
+            text_sv=text_sv,
+            text_en=text_en,
+            published_by_id=actor.id if actor else None,
+        )
+        member_ids = await Member.filter(status=MemberStatus.ACTIVE, role=Role.MEMBER).values_list(
+            "id", flat=True
+        )
+        await Notification.bulk_create(
+            [
+                Notification(member_id=mid, kind="RULES_CHANGED", params={"rulesVersionId": version.id})
+                for mid in member_ids
+            ],
+            batch_size=500,
+        )
+        await audit.record(actor, "rules.publish", details={"version": version.version})
+    await get_bus().publish(EVERYONE_CHANNEL, {"type": "notification"})
+    return version
+
+
+async def do_accept_rules(member: Member, rules_id: int) -> RulesAcceptance:
+    current = await current_rules()
+    if current is None or current.id != rules_id:
+        raise UserError(Code.RULES_NOT_CURRENT, field="versionId")
+    existing = await RulesAcceptance.get_or_none(member_id=member.id, rules_id=rules_id)
+    if existing is not None:
+        return existing  # accepting twice is answered, not stored twice
+    return await RulesAcceptance.create(member=member, rules=current)

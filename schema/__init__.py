@@ -1,0 +1,89 @@
+"""The GraphQL schema: one module per domain, each contributing Query/Mutation mixins.
+
+Field resolvers stay thin: they call ``resolvers`` (business logic) and map
+its :class:`resolvers.errors.UserError` to typed error results.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry import relay
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
+
+from config import Settings
+from schema.limits import build_extensions, should_mask
+from schema.members import Member, MembersMutation, MembersQuery, Session
+from schema.notifications import (
+    Notification,
+    NotificationsMutation,
+    NotificationsQuery,
+    NotificationsSubscription,
+)
+from schema.privacy import AuditEntry, PrivacyMutation, PrivacyQuery
+from schema.rules import RulesMutation, RulesQuery, RulesVersion
+
+log = logging.getLogger("community.graphql")
+
+
+@strawberry.type
+class Query(MembersQuery, RulesQuery, NotificationsQuery, PrivacyQuery):
+    node: relay.Node | None = relay.node(
+        description="Any object by its global id; null when missing or not visible to you."
+    )
+
+
+@strawberry.type
+class Mutation(MembersMutation, RulesMutation, NotificationsMutation, PrivacyMutation):
+    pass
+
+
+@strawberry.type
+class Subscription(NotificationsSubscription):
+    pass
+
+
+NODE_TYPES = [Member, Session, RulesVersion, Notification, AuditEntry]
+
+
+class CommunitySchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # Expected errors (validation, permissions) are answers, not incidents:
+        # log only the unexpected ones, with their traceback, never their variables.
+        for error in errors:
+            if should_mask(error) and error.original_error is not None:
+                original = error.original_error
+                log.error(
+                    "unexpected error in %s",
+                    ".".join(str(p) for p in error.path or []) or "operation",
+                    exc_info=(type(original), original, original.__traceback__),
+                )
+
+
+def create_schema(settings: Settings | None = None) -> CommunitySchema:
+    settings = settings or Settings()
+    extensions: list[Any] = build_extensions(
+        production=settings.production,
+        max_depth=settings.max_query_depth,
+        max_aliases=settings.max_aliases,
+        max_tokens=settings.max_tokens,
+    )
+    return CommunitySchema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        types=NODE_TYPES,
+        extensions=extensions,
+        config=StrawberryConfig(disable_field_suggestions=settings.production),
+    )
+
+
+def sdl() -> str:
+    """The schema's SDL, as exported to ``schema.graphql``."""
+    return create_schema().as_str() + "\n"

@@ -1,0 +1,111 @@
+"""Personal notifications: list, mark read, and the resumable live subscription."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Iterable
+from datetime import datetime
+
+import strawberry
+from graphql import GraphQLError
+from strawberry import relay
+
+from models import community as m
+from resolvers import clock, sessions
+from schema.context import Info
+from schema.pagination import Connection, paginate
+from schema.permissions import IsAuthenticated
+from subscriptions.bus import get_bus
+from subscriptions.notifications import notification_stream
+
+
+@strawberry.type(description="A personal notice. `position` orders a member's notices and resumes streams.")
+class Notification(relay.Node):
+    id: relay.NodeID[int]
+    position: int
+    kind: str = strawberry.field(description="For example RULES_CHANGED.")
+    subject_id: relay.GlobalID | None = strawberry.field(
+        description="The node the notice is about, if any."
+    )
+    created_at: datetime
+    read: bool
+
+    @classmethod
+    def from_row(cls, row: m.Notification) -> Notification:
+        subject = None
+        if "rulesVersionId" in row.params:
+            subject = relay.GlobalID("RulesVersion", str(row.params["rulesVersionId"]))
+        return cls(
+            id=row.id,
+            position=row.id,
+            kind=row.kind,
+            subject_id=subject,
+            created_at=row.created_at,
+            read=row.read_at is not None,
+        )
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[Notification | None]:
+        me = info.context.member
+        ids = [int(i) for i in node_ids if str(i).isdigit()]
+        # Only one's own notices are visible.
+        rows = {r.id: r for r in await m.Notification.filter(id__in=ids, member_id=me.id)} if me else {}
+        return [
+            cls.from_row(rows[int(i)]) if str(i).isdigit() and int(i) in rows else None
+            for i in node_ids
+        ]
+
+
+@strawberry.type
+class NotificationsQuery:
+    @strawberry.field(permission_classes=[IsAuthenticated], description="My notices, newest first.")
+    async def notifications(
+        self, info: Info, first: int = 20, after: str | None = None, unread_only: bool = False
+    ) -> Connection[Notification]:
+        member = info.context.member
+        assert member is not None
+        query = m.Notification.filter(member_id=member.id)
+        if unread_only:
+            query = query.filter(read_at__isnull=True)
+        return await paginate(query, first, after, Notification.from_row)
+
+
+@strawberry.type
+class NotificationsMutation:
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Mark my notices up to a position (all if omitted) as read; returns how many.",
+    )
+    async def mark_notifications_read(self, info: Info, up_to: int | None = None) -> int:
+        member = info.context.member
+        assert member is not None
+        query = m.Notification.filter(member_id=member.id, read_at__isnull=True)
+        if up_to is not None:
+            query = query.filter(id__lte=up_to)
+        return await query.update(read_at=clock.now())
+
+
+@strawberry.type
+class NotificationsSubscription:
+    @strawberry.subscription(
+        permission_classes=[IsAuthenticated],
+        description=(
+            "My notices as they arrive. With `after`, first replays every notice after that "
+            "position, then goes live with no gap and no duplicate. Ends when the session ends."
+        ),
+    )
+    async def notifications(
+        self, info: Info, after: int | None = None
+    ) -> AsyncGenerator[Notification, None]:
+        session = info.context.session
+        assert session is not None
+        session_id = session.id
+
+        async def still_allowed() -> bool:
+            return await sessions.session_still_exists(session_id)
+
+        stream = notification_stream(get_bus(), session.member.id, after, still_allowed)
+        async for row in stream:
+            yield Notification.from_row(row)
+        raise GraphQLError("The session has ended.", extensions={"code": "SESSION_ENDED"})

@@ -1,0 +1,80 @@
+"""Cursor connections (Relay style) over Tortoise querysets, keyset-paginated by id."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+import strawberry
+from graphql import GraphQLError
+from tortoise.queryset import QuerySet
+
+MAX_PAGE = 100
+T = TypeVar("T")
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    page_info: PageInfo
+
+
+def encode_cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(f"c:{position}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        if kind != "c":
+            raise ValueError(cursor)
+        return int(value)
+    except (ValueError, UnicodeDecodeError):
+        raise GraphQLError("Invalid cursor.", extensions={"code": "BAD_USER_INPUT"}) from None
+
+
+def check_first(first: int) -> None:
+    if not 1 <= first <= MAX_PAGE:
+        raise GraphQLError(
+            f"`first` must be between 1 and {MAX_PAGE}.", extensions={"code": "BAD_USER_INPUT"}
+        )
+
+
+async def paginate(
+    queryset: QuerySet[Any],
+    first: int,
+    after: str | None,
+    to_node: Callable[[Any], T] | Callable[[Any], Awaitable[T]],
+    newest_first: bool = True,
+) -> Connection[T]:
+    """One page of ``queryset`` ordered by id (newest first by default)."""
+    check_first(first)
+    if after is not None:
+        position = decode_cursor(after)
+        queryset = queryset.filter(id__lt=position) if newest_first else queryset.filter(id__gt=position)
+    rows = await queryset.order_by("-id" if newest_first else "id").limit(first + 1)
+    edges = []
+    for row in rows[:first]:
+        node = to_node(row)
+        if isinstance(node, Awaitable):
+            node = await node
+        edges.append(Edge(cursor=encode_cursor(row.id), node=node))
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=len(rows) > first, end_cursor=edges[-1].cursor if edges else None
+        ),
+    )

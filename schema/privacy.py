@@ -1,0 +1,145 @@
+"""The operator path to contact data (admins, audited) and the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+from strawberry import relay
+from strawberry.scalars import JSON
+
+from models import community as m
+from resolvers import privacy
+from resolvers.errors import Code, UserError
+from schema.context import Info
+from schema.errors import InputError, NotAllowedError, RateLimitedError, failure
+from schema.pagination import Connection, paginate
+from schema.permissions import IsAdmin
+
+
+@strawberry.type(description="A consent or acknowledgement in the contacts register.")
+class Consent:
+    kind: str
+    version: str
+    given_at: datetime
+    withdrawn_at: datetime | None
+
+
+@strawberry.type(description="A member's contact data. Only admins can read it, and every read is audited.")
+class ContactDetails:
+    member_id: relay.GlobalID
+    email: str
+    birth_year: int
+    language: str
+    verified_at: datetime | None
+    created_at: datetime
+    consents: list[Consent]
+
+
+@strawberry.type(description="One append-only audit entry: who did what, to whom, why and when.")
+class AuditEntry(relay.Node):
+    id: relay.NodeID[int]
+    at: datetime
+    actor_id: relay.GlobalID | None = strawberry.field(description="The acting account's Member id.")
+    actor_role: str
+    action: str
+    target_member_id: relay.GlobalID | None
+    reason: str
+    details: JSON
+
+    @classmethod
+    def from_row(cls, row: m.AuditEntry) -> AuditEntry:
+        return cls(
+            id=row.id,
+            at=row.at,
+            actor_id=relay.GlobalID("Member", str(row.actor_id)) if row.actor_id else None,
+            actor_role=row.actor_role,
+            action=row.action,
+            target_member_id=(
+                relay.GlobalID("Member", str(row.target_member_id)) if row.target_member_id else None
+            ),
+            reason=row.reason,
+            details=row.details,
+        )
+
+    @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info, node_ids: Iterable[str], required: bool = False
+    ) -> list[AuditEntry | None]:
+        me = info.context.member
+        # The audit log is for admins only.
+        if me is None or me.role != m.Role.ADMIN:
+            return [None for _ in node_ids]
+        ids = [int(i) for i in node_ids if str(i).isdigit()]
+        rows = {r.id: r for r in await m.AuditEntry.filter(id__in=ids)}
+        return [
+            cls.from_row(rows[int(i)]) if str(i).isdigit() and int(i) in rows else None
+            for i in node_ids
+        ]
+
+
+@strawberry.type
+class ReadMemberContactSuccess:
+    contact: ContactDetails
+
+
+ReadMemberContactResult = Annotated[
+    ReadMemberContactSuccess | InputError | NotAllowedError | RateLimitedError,
+    strawberry.union("ReadMemberContactResult"),
+]
+
+
+@strawberry.type
+class PrivacyQuery:
+    @strawberry.field(permission_classes=[IsAdmin], description="The audit log, newest first (admins).")
+    async def audit_log(
+        self,
+        first: int = 50,
+        after: str | None = None,
+        action: str | None = None,
+        target_member_id: relay.GlobalID | None = None,
+    ) -> Connection[AuditEntry]:
+        query = m.AuditEntry.all()
+        if action:
+            query = query.filter(action=action)
+        if target_member_id is not None:
+            node_id = target_member_id.node_id
+            query = query.filter(target_member_id=int(node_id) if node_id.isdigit() else -1)
+        return await paginate(query, first, after, AuditEntry.from_row)
+
+
+@strawberry.type
+class PrivacyMutation:
+    @strawberry.mutation(
+        permission_classes=[IsAdmin],
+        description="Read one member's contact data (admins). Writes who, whom, when and why to the audit log.",
+    )
+    async def read_member_contact(
+        self, info: Info, member_id: relay.GlobalID, reason: str
+    ) -> ReadMemberContactResult:
+        actor = info.context.member
+        assert actor is not None
+        try:
+            if member_id.type_name != "Member" or not member_id.node_id.isdigit():
+                raise UserError(Code.NOT_FOUND, field="memberId")
+            record = await privacy.do_read_contact(actor, int(member_id.node_id), reason)
+        except UserError as exc:
+            return failure(exc, info)
+        return ReadMemberContactSuccess(
+            contact=ContactDetails(
+                member_id=relay.GlobalID("Member", str(record.member_id)),
+                email=record.email,
+                birth_year=record.birth_year,
+                language=record.language,
+                verified_at=record.verified_at,
+                created_at=record.created_at,
+                consents=[
+                    Consent(
+                        kind=c.kind, version=c.version, given_at=c.given_at, withdrawn_at=c.withdrawn_at
+                    )
+                    for c in record.consents
+                ],
+            )
+        )

@@ -1,0 +1,60 @@
+"""The members' notification stream: replay after a position, then live.
+
+The stream subscribes to the bus *before* reading the database, and every
+wake-up reads rows after the last delivered position, so a notice written
+during the switch-over is delivered once: never lost, never twice. A
+periodic re-read covers events the bus lost (Redis down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from models.community import Notification
+from subscriptions.bus import Bus
+
+RESYNC_SECONDS = 15.0
+PAGE = 100
+
+
+def member_channel(member_id: int) -> str:
+    return f"member:{member_id}"
+
+
+EVERYONE_CHANNEL = "members"
+
+
+async def notification_stream(
+    bus: Bus,
+    member_id: int,
+    after: int | None,
+    still_allowed: Callable[[], Awaitable[bool]],
+) -> AsyncIterator[Notification]:
+    """Yield the member's notifications after ``after`` (or from now), forever.
+
+    ``still_allowed`` is asked on every wake-up; when the session has ended
+    (logout, password change, resignation) the stream stops at once.
+    """
+    async with bus.subscribe(member_channel(member_id), EVERYONE_CHANNEL) as queue:
+        if after is None:
+            newest = await Notification.filter(member_id=member_id).order_by("-id").first()
+            last = newest.id if newest else 0
+        else:
+            last = after
+        while True:
+            if not await still_allowed():
+                return
+            rows = await Notification.filter(member_id=member_id, id__gt=last).order_by("id").limit(PAGE)
+            for row in rows:
+                last = row.id
+                yield row
+            if len(rows) == PAGE:
+                continue
+            try:
+                await asyncio.wait_for(queue.get(), timeout=RESYNC_SECONDS)
+            except TimeoutError:
+                pass
+            # Drain whatever else arrived: one database read serves them all.
+            while not queue.empty():
+                queue.get_nowait()
