@@ -11,7 +11,7 @@ import getpass
 import os
 import sys
 import tomllib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ async def make_migrations(settings: Settings) -> list[str]:
     config = settings.tortoise_config()
     async with TortoiseContext() as ctx:
         await ctx.init(config=config, init_connections=False)
+        assert ctx.apps is not None
         written: list[str] = await MigrationAutodetector(ctx.apps, config["apps"]).write()
         return written
 
@@ -64,7 +65,9 @@ def read_rules_file(path: Path) -> dict[str, str]:
         data = tomllib.load(handle)
     missing = [lang for lang in ("fi", "sv", "en") if not str(data.get(lang, "")).strip()]
     if missing:
-        raise SystemExit(f"{path}: needs non-empty fi, sv and en texts (missing: {', '.join(missing)})")
+        raise SystemExit(
+            f"{path}: needs non-empty fi, sv and en texts (missing: {', '.join(missing)})"
+        )
     return {lang: str(data[lang]).strip() for lang in ("fi", "sv", "en")}
 
 
@@ -79,7 +82,9 @@ async def publish_rules(settings: Settings, path: Path, only_if_none: bool) -> s
         return f"published rules version {version.version} (id {version.id})"
 
 
-async def create_staff(settings: Settings, role: str, login: str, display: str, password: str) -> str:
+async def create_staff(
+    settings: Settings, role: str, login: str, display: str, password: str
+) -> str:
     from resolvers.accounts import do_create_staff
     from resolvers.errors import UserError
 
@@ -168,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    jobs: dict[str, Callable[[], Awaitable[Any]]] = {
+    jobs: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
         "migrate": lambda: run_migrations(settings),
         "makemigrations": lambda: make_migrations(settings),
         "publish-rules": lambda: publish_rules(settings, args.file, args.if_none),

@@ -234,4 +234,11 @@ def override_settings(settings: Settings | None) -> None:
     _override = settings
 
 
-__all__ = ["ConfigError", "Settings", "get_settings", "load_settings", "override_settings", "replace"]
+__all__ = [
+    "ConfigError",
+    "Settings",
+    "get_settings",
+    "load_settings",
+    "override_settings",
+    "replace",
+]

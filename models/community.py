@@ -103,7 +103,7 @@ class RulesVersion(Model):
 
     class Meta:
         table = "rules_version"
-        ordering = ["-version"]
+        ordering = ("-version",)
 
 
 class RulesAcceptance(Model):
@@ -141,7 +141,7 @@ class AuditEntry(Model):
 
     class Meta:
         table = "audit_entry"
-        ordering = ["-id"]
+        ordering = ("-id",)
 
     async def save(self, *args: Any, **kwargs: Any) -> None:
         # Append-only: an existing entry can never be rewritten.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
@@ -56,7 +57,7 @@ async def contact_of(member: Member) -> Contact | None:
     return await Contact.get_or_none(member_index=crypto.member_index(member.id))
 
 
-async def _issue_token(contact: Contact, purpose: str, lifetime: timedelta, **extra: object) -> str:
+async def _issue_token(contact: Contact, purpose: str, lifetime: timedelta, **extra: Any) -> str:
     token = crypto.new_token()
     await EmailToken.create(
         contact=contact,
@@ -81,7 +82,9 @@ async def _use_token(token: str, purpose: str) -> EmailToken:
     return row
 
 
-async def _check_names_free(login_key: str | None, display_key: str | None, member_id: int = 0) -> None:
+async def _check_names_free(
+    login_key: str | None, display_key: str | None, member_id: int = 0
+) -> None:
     if login_key and await Member.filter(login_key=login_key).exclude(id=member_id).exists():
         raise UserError(Code.NAME_TAKEN, field="loginName")
     if display_key and await Member.filter(display_key=display_key).exclude(id=member_id).exists():
@@ -248,7 +251,9 @@ async def do_update_profile(
     return member
 
 
-async def do_change_password(member: Member, session: Session | None, current: str, new: str) -> None:
+async def do_change_password(
+    member: Member, session: Session | None, current: str, new: str
+) -> None:
     """Change the password; every other session of the member ends."""
     if not await verify_password(member.password_hash, current):
         raise UserError(Code.WRONG_PASSWORD, field="currentPassword")
@@ -364,7 +369,9 @@ async def do_reset_password(token: str, new_password: str) -> None:
     verified by it too.
     """
     async with in_transaction("contacts"):
-        row = await EmailToken.get_or_none(token_hash=crypto.hash_token(token or ""), purpose="reset")
+        row = await EmailToken.get_or_none(
+            token_hash=crypto.hash_token(token or ""), purpose="reset"
+        )
         if row is None or row.used_at is not None or row.expires_at <= clock.now():
             raise UserError(Code.TOKEN_INVALID, field="token")
         contact = await Contact.get(id=row.contact_id)  # type: ignore[attr-defined]
@@ -442,8 +449,12 @@ async def do_create_staff(role: str, login_name: str, display_name: str, passwor
     # Staff names are checked for shape, not for reserved words: "Moderator Anna" is fine.
     display = display_name.strip()
     if not 3 <= len(display) <= 32:
-        raise UserError(Code.NAME_TOO_SHORT if len(display) < 3 else Code.NAME_TOO_LONG,
-                        field="displayName", min=3, max=32)
+        raise UserError(
+            Code.NAME_TOO_SHORT if len(display) < 3 else Code.NAME_TOO_LONG,
+            field="displayName",
+            min=3,
+            max=32,
+        )
     from resolvers.checks import name_key
 
     display_key = name_key(display)

@@ -31,7 +31,7 @@ log = logging.getLogger("community.mail")
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates" / "mail"),
     undefined=StrictUndefined,
-    autoescape=False,  # plain-text mail; nothing here is rendered as HTML
+    autoescape=False,  # noqa: S701 - plain-text mail, never rendered as HTML
     keep_trailing_newline=True,
 )
 CLAIM_SECONDS = 120
@@ -144,7 +144,10 @@ class MailWorker:
             update_fields=["attempts", "last_error", "claimed_until", "status", "next_attempt_at"]
         )
         log.warning(
-            "mail %s not delivered (attempt %s): %s", message.id, message.attempts, message.last_error
+            "mail %s not delivered (attempt %s): %s",
+            message.id,
+            message.attempts,
+            message.last_error,
         )
 
     def _build(self, message: OutboxMessage) -> EmailMessage:
@@ -154,6 +157,7 @@ class MailWorker:
         email["Subject"] = message.subject
         email["Message-ID"] = make_msgid(idstring=f"outbox-{message.id}")
         email["Content-Language"] = message.language
+        email["X-Community-Template"] = message.template
         email.set_content(crypto.decrypt(message.body_ciphertext, "outbox-body"))
         return email
 
@@ -161,10 +165,8 @@ class MailWorker:
         email = self._build(message)
         settings = self.settings
         if not settings.smtp_host:
-            folder = Path(settings.mail_dir)
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{message.id:08d}-{message.template}.eml"
-            await asyncio.to_thread(path.write_bytes, bytes(email))
+            path = Path(settings.mail_dir) / f"{message.id:08d}-{message.template}.eml"
+            await asyncio.to_thread(_write_file, path, bytes(email))
             return
         await aiosmtplib.send(
             email,
@@ -176,3 +178,8 @@ class MailWorker:
             use_tls=settings.smtp_use_tls,
             timeout=15,
         )
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)

@@ -33,7 +33,9 @@ async def check_can_write(member: Member) -> None:
         raise UserError(Code.RULES_NOT_ACCEPTED)
 
 
-async def do_publish_rules(actor: Member | None, text_fi: str, text_sv: str, text_en: str) -> RulesVersion:
+async def do_publish_rules(
+    actor: Member | None, text_fi: str, text_sv: str, text_en: str
+) -> RulesVersion:
     """Publish a new version; every active member gets an in-app notice."""
     texts = {"textFi": text_fi, "textSv": text_sv, "textEn": text_en}
     for field, text in texts.items():
@@ -55,7 +57,9 @@ async def do_publish_rules(actor: Member | None, text_fi: str, text_sv: str, tex
         )
         await Notification.bulk_create(
             [
-                Notification(member_id=mid, kind="RULES_CHANGED", params={"rulesVersionId": version.id})
+                Notification(
+                    member_id=mid, kind="RULES_CHANGED", params={"rulesVersionId": version.id}
+                )
                 for mid in member_ids
             ],
             batch_size=500,

@@ -16,6 +16,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from config import Settings
+from schema.context import Info
 from schema.limits import build_extensions, should_mask
 from schema.members import Member, MembersMutation, MembersQuery, Session
 from schema.notifications import (
@@ -32,9 +33,16 @@ log = logging.getLogger("community.graphql")
 
 @strawberry.type
 class Query(MembersQuery, RulesQuery, NotificationsQuery, PrivacyQuery):
-    node: relay.Node | None = relay.node(
+    @strawberry.field(
         description="Any object by its global id; null when missing or not visible to you."
     )
+    async def node(self, info: Info, id: relay.GlobalID) -> relay.Node | None:
+        # A plain resolver (not relay.node()) so the schema can be built more than once.
+        # Each Node type's resolve_nodes applies its own visibility rules.
+        try:
+            return await id.resolve_node(info, required=False)
+        except (KeyError, ValueError):
+            return None  # unknown type name or malformed id: as missing
 
 
 @strawberry.type

@@ -14,7 +14,8 @@ import strawberry
 from resolvers.errors import Code, ErrorKind, UserError
 from schema.context import Info
 
-ErrorCode = strawberry.enum(Enum("ErrorCode", {c.value: c.value for c in Code}), name="ErrorCode")  # type: ignore[misc]
+_ErrorCode = Enum("ErrorCode", {c.value: c.value for c in Code})  # type: ignore[misc]
+ErrorCode = strawberry.enum(_ErrorCode, name="ErrorCode", description="Stable error codes.")
 
 
 @strawberry.interface(description="An expected failure the client can act on.")
@@ -43,7 +44,9 @@ def failure(exc: UserError, info: Info) -> InputError | NotAllowedError | RateLi
     code = ErrorCode[exc.code.value]
     message = exc.message(language)
     if exc.kind == ErrorKind.RATE_LIMITED:
-        return RateLimitedError(code=code, message=message, retry_after_seconds=exc.retry_after or 1)
+        return RateLimitedError(
+            code=code, message=message, retry_after_seconds=exc.retry_after or 1
+        )
     if exc.kind == ErrorKind.NOT_ALLOWED:
         return NotAllowedError(code=code, message=message)
     return InputError(code=code, message=message, field=exc.field)

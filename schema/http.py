@@ -84,7 +84,9 @@ class CommunityGraphQL(GraphQL[Context, None]):
             return None
         return {"member": context.session.member_id}  # type: ignore[attr-defined]
 
-    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
         body = await super().process_result(request, result)
         if isinstance(result, PreExecutionError):
             # Parse and validation errors are request errors: 4xx and no "data" (spec).
@@ -108,7 +110,10 @@ class CommunityGraphQL(GraphQL[Context, None]):
                 status_code=exc.status_code,
                 media_type=GRAPHQL_RESPONSE,
             )
-        if isinstance(response, Response) and response.headers.get("content-type") == "application/json":
+        if (
+            isinstance(response, Response)
+            and response.headers.get("content-type") == "application/json"
+        ):
             response.headers["content-type"] = GRAPHQL_RESPONSE + "; charset=utf-8"
             if getattr(request.state, "graphql_request_error", False):
                 response.status_code = 400
@@ -153,7 +158,11 @@ class BodySizeLimit:
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = JSONResponse(
-            {"errors": [{"message": "Request body too large.", "extensions": {"code": "BODY_TOO_LARGE"}}]},
+            {
+                "errors": [
+                    {"message": "Request body too large.", "extensions": {"code": "BODY_TOO_LARGE"}}
+                ]
+            },
             status_code=413,
         )
         await response(scope, receive, send)

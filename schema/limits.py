@@ -48,6 +48,24 @@ def _validate_without_suggestions(schema: Any, document: Any, rules: Any) -> lis
     )
 
 
+class SafeParserCache(ParserCache):
+    """ParserCache that leaves syntax errors to Strawberry's own handling.
+
+    Stock ParserCache raises the parse error outside Strawberry's try/except on
+    the websocket path, so the client got a bare "complete" instead of an error.
+    """
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        try:
+            context.graphql_document = self.cached_parse_document(  # type: ignore[attr-defined]
+                context.query, **context.parse_options
+            )
+        except GraphQLError:
+            pass  # the document stays unset; Strawberry parses again and reports it
+        yield
+
+
 class ValidationCacheWithoutSuggestions(SchemaExtension):
     """ValidationCache that also hides "Did you mean ...?" hints (production)."""
 
@@ -77,7 +95,7 @@ def build_extensions(
     return [
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         lambda: AddValidationRules(list(frozen)),
-        lambda: ParserCache(maxsize=512),
+        lambda: SafeParserCache(maxsize=512),
         validation,
         lambda: MaskErrors(should_mask_error=should_mask),
     ]

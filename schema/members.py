@@ -44,7 +44,7 @@ class Member(relay.Node):
     )
     is_former_member: bool
     staff_badge: Role | None = strawberry.field(
-        description="The role of a staff account, so members can tell staff apart; null for members."
+        description="The role of a staff account (so members can tell staff apart), else null."
     )
 
     @classmethod
@@ -167,7 +167,9 @@ class RegisterInput:
     rules_version_id: relay.GlobalID
 
 
-@strawberry.type(description="Registration received. The same answer whether or not the address was known.")
+@strawberry.type(
+    description="Registration received. The same answer whether or not the address was known."
+)
 class RegisterSuccess:
     email_sent: bool = strawberry.field(description="Always true: check your inbox.")
 
@@ -230,7 +232,9 @@ RegisterResult = Annotated[RegisterSuccess | Failure, strawberry.union("Register
 VerifyEmailResult = Annotated[VerifyEmailSuccess | Failure, strawberry.union("VerifyEmailResult")]
 LoginResult = Annotated[LoginSuccess | Failure, strawberry.union("LoginResult")]
 DoneResult = Annotated[Done | Failure, strawberry.union("DoneResult")]
-UpdateProfileResult = Annotated[UpdateProfileSuccess | Failure, strawberry.union("UpdateProfileResult")]
+UpdateProfileResult = Annotated[
+    UpdateProfileSuccess | Failure, strawberry.union("UpdateProfileResult")
+]
 
 
 def _node_id(gid: relay.GlobalID, type_name: str, field: str) -> int:
@@ -300,7 +304,9 @@ class MembersMutation:
         await sessions.do_logout(session)
         return Done()
 
-    @strawberry.mutation(permission_classes=[IsAuthenticated], description="End one of my sessions.")
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated], description="End one of my sessions."
+    )
     async def revoke_session(self, info: Info, id: relay.GlobalID) -> DoneResult:
         try:
             await sessions.do_revoke_session(_me(info), _node_id(id, "Session", "id"))
@@ -360,12 +366,16 @@ class MembersMutation:
             return failure(exc, info)
         return Done()
 
-    @strawberry.mutation(description="Email a password-reset link. The same answer for any address.")
+    @strawberry.mutation(
+        description="Email a password-reset link. The same answer for any address."
+    )
     async def request_password_reset(self, info: Info, email: str) -> DoneResult:
         await accounts.do_request_password_reset(email)
         return Done()
 
-    @strawberry.mutation(description="Set a new password with the token from the link; all sessions end.")
+    @strawberry.mutation(
+        description="Set a new password with the token from the link; all sessions end."
+    )
     async def reset_password(self, info: Info, input: ResetPasswordInput) -> DoneResult:
         try:
             await accounts.do_reset_password(input.token, input.new_password)

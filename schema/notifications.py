@@ -18,7 +18,9 @@ from subscriptions.bus import get_bus
 from subscriptions.notifications import notification_stream
 
 
-@strawberry.type(description="A personal notice. `position` orders a member's notices and resumes streams.")
+@strawberry.type(
+    description="A personal notice. `position` orders a member's notices and resumes streams."
+)
 class Notification(relay.Node):
     id: relay.NodeID[int]
     position: int
@@ -50,7 +52,11 @@ class Notification(relay.Node):
         me = info.context.member
         ids = [int(i) for i in node_ids if str(i).isdigit()]
         # Only one's own notices are visible.
-        rows = {r.id: r for r in await m.Notification.filter(id__in=ids, member_id=me.id)} if me else {}
+        rows = (
+            {r.id: r for r in await m.Notification.filter(id__in=ids, member_id=me.id)}
+            if me
+            else {}
+        )
         return [
             cls.from_row(rows[int(i)]) if str(i).isdigit() and int(i) in rows else None
             for i in node_ids

@@ -64,7 +64,9 @@ async def paginate(
     check_first(first)
     if after is not None:
         position = decode_cursor(after)
-        queryset = queryset.filter(id__lt=position) if newest_first else queryset.filter(id__gt=position)
+        queryset = (
+            queryset.filter(id__lt=position) if newest_first else queryset.filter(id__gt=position)
+        )
     rows = await queryset.order_by("-id" if newest_first else "id").limit(first + 1)
     edges = []
     for row in rows[:first]:

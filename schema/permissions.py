@@ -14,7 +14,7 @@ class IsAuthenticated(BasePermission):
     """Any signed-in account: member or staff."""
 
     message = "Sign in first."
-    error_extensions = {"code": "UNAUTHENTICATED"}
+    error_extensions = {"code": "UNAUTHENTICATED"}  # noqa: RUF012 - as Strawberry declares it
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         return info.context.member is not None
@@ -23,7 +23,7 @@ class IsAuthenticated(BasePermission):
 class _HasRole(BasePermission):
     roles: frozenset[Role] = frozenset()
     message = "Not allowed."
-    error_extensions = {"code": "FORBIDDEN"}
+    error_extensions = {"code": "FORBIDDEN"}  # noqa: RUF012 - as Strawberry declares it
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         member = info.context.member

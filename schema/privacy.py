@@ -27,7 +27,9 @@ class Consent:
     withdrawn_at: datetime | None
 
 
-@strawberry.type(description="A member's contact data. Only admins can read it, and every read is audited.")
+@strawberry.type(
+    description="A member's contact data. Only admins can read it, and every read is audited."
+)
 class ContactDetails:
     member_id: relay.GlobalID
     email: str
@@ -42,7 +44,9 @@ class ContactDetails:
 class AuditEntry(relay.Node):
     id: relay.NodeID[int]
     at: datetime
-    actor_id: relay.GlobalID | None = strawberry.field(description="The acting account's Member id.")
+    actor_id: relay.GlobalID | None = strawberry.field(
+        description="The acting account's Member id."
+    )
     actor_role: str
     action: str
     target_member_id: relay.GlobalID | None
@@ -58,10 +62,12 @@ class AuditEntry(relay.Node):
             actor_role=row.actor_role,
             action=row.action,
             target_member_id=(
-                relay.GlobalID("Member", str(row.target_member_id)) if row.target_member_id else None
+                relay.GlobalID("Member", str(row.target_member_id))
+                if row.target_member_id
+                else None
             ),
             reason=row.reason,
-            details=row.details,
+            details=row.details,  # type: ignore[arg-type]
         )
 
     @classmethod
@@ -93,7 +99,9 @@ ReadMemberContactResult = Annotated[
 
 @strawberry.type
 class PrivacyQuery:
-    @strawberry.field(permission_classes=[IsAdmin], description="The audit log, newest first (admins).")
+    @strawberry.field(
+        permission_classes=[IsAdmin], description="The audit log, newest first (admins)."
+    )
     async def audit_log(
         self,
         first: int = 50,
@@ -114,7 +122,10 @@ class PrivacyQuery:
 class PrivacyMutation:
     @strawberry.mutation(
         permission_classes=[IsAdmin],
-        description="Read one member's contact data (admins). Writes who, whom, when and why to the audit log.",
+        description=(
+            "Read one member's contact data (admins). "
+            "Writes who, whom, when and why to the audit log first."
+        ),
     )
     async def read_member_contact(
         self, info: Info, member_id: relay.GlobalID, reason: str
@@ -137,7 +148,10 @@ class PrivacyMutation:
                 created_at=record.created_at,
                 consents=[
                     Consent(
-                        kind=c.kind, version=c.version, given_at=c.given_at, withdrawn_at=c.withdrawn_at
+                        kind=c.kind,
+                        version=c.version,
+                        given_at=c.given_at,
+                        withdrawn_at=c.withdrawn_at,
                     )
                     for c in record.consents
                 ],

@@ -86,7 +86,9 @@ class PublishRulesSuccess:
 
 Failure = InputError | NotAllowedError | RateLimitedError
 AcceptRulesResult = Annotated[AcceptRulesSuccess | Failure, strawberry.union("AcceptRulesResult")]
-PublishRulesResult = Annotated[PublishRulesSuccess | Failure, strawberry.union("PublishRulesResult")]
+PublishRulesResult = Annotated[
+    PublishRulesSuccess | Failure, strawberry.union("PublishRulesResult")
+]
 
 
 @strawberry.type

@@ -38,7 +38,9 @@ class ResilientRedisBackend(BroadcastBackend):
     """Redis pub/sub backend that never loses its listener."""
 
     def __init__(self, url: str) -> None:
-        self._conn = aioredis.Redis.from_url(url, socket_connect_timeout=2, health_check_interval=10)
+        self._conn = aioredis.Redis.from_url(
+            url, socket_connect_timeout=2, health_check_interval=10
+        )
         self._pubsub = self._conn.pubsub()
         self._has_channels = asyncio.Event()
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -55,7 +57,7 @@ class ResilientRedisBackend(BroadcastBackend):
                 await self._listener
             except asyncio.CancelledError:
                 pass
-        await self._pubsub.aclose()
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         await self._conn.aclose()
 
     async def subscribe(self, channel: str) -> None:
@@ -91,7 +93,9 @@ class ResilientRedisBackend(BroadcastBackend):
                     # Nothing to listen to (all unsubscribed): wait for a subscription.
                     self._has_channels.clear()
                     continue
-                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                message = await self._pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=1.0
+                )
                 if backoff > 0.1:
                     log.info("bus reconnected to Redis")
                     self.reconnects += 1
@@ -119,7 +123,9 @@ class ResilientRedisBackend(BroadcastBackend):
         if not channels:
             return
         try:
-            await self._pubsub.subscribe(*[c.decode() if isinstance(c, bytes) else c for c in channels])
+            await self._pubsub.subscribe(
+                *[c.decode() if isinstance(c, bytes) else c for c in channels]
+            )
         except (RedisError, OSError):
             pass
 
@@ -200,7 +206,9 @@ class Bus:
 class _Merged:
     """Subscribe to several channels and pump their events into one queue."""
 
-    def __init__(self, broadcast: SafeBroadcast, channels: list[str], out: asyncio.Queue[Any]) -> None:
+    def __init__(
+        self, broadcast: SafeBroadcast, channels: list[str], out: asyncio.Queue[Any]
+    ) -> None:
         self.broadcast = broadcast
         self.channels = channels
         self.out = out

@@ -45,7 +45,11 @@ async def notification_stream(
         while True:
             if not await still_allowed():
                 return
-            rows = await Notification.filter(member_id=member_id, id__gt=last).order_by("id").limit(PAGE)
+            rows = (
+                await Notification.filter(member_id=member_id, id__gt=last)
+                .order_by("id")
+                .limit(PAGE)
+            )
             for row in rows:
                 last = row.id
                 yield row
