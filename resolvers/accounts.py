@@ -19,6 +19,7 @@ from tortoise.transactions import in_transaction
 
 from config import get_settings
 from models.community import (
+    Language,
     LoginThrottle,
     Member,
     MemberStatus,
@@ -143,7 +144,7 @@ async def do_register(
                 display_name=display,
                 display_key=display_key,
                 password_hash=password_hash,
-                language=language,
+                language=Language(language),
                 status=MemberStatus.PENDING,
             )
             await RulesAcceptance.create(member=member, rules=rules)
@@ -229,7 +230,7 @@ async def do_update_profile(
         member.display_name, member.display_key = display, display_key
         changes += ["display_name", "display_key"]
     if language is not None and language != member.language:
-        member.language = check_language(language)  # type: ignore[assignment]
+        member.language = Language(check_language(language))
         changes.append("language")
     if not changes:
         return member

@@ -156,9 +156,10 @@ class MailWorker:
         email["To"] = crypto.decrypt(message.recipient_ciphertext, "outbox-recipient")
         email["Subject"] = message.subject
         email["Message-ID"] = make_msgid(idstring=f"outbox-{message.id}")
-        email["Content-Language"] = message.language
         email["X-Community-Template"] = message.template
         email.set_content(crypto.decrypt(message.body_ciphertext, "outbox-body"))
+        # After set_content, which drops every Content-* header set before it.
+        email["Content-Language"] = message.language
         return email
 
     async def _send(self, message: OutboxMessage) -> None:

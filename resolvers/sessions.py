@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from tortoise.transactions import in_transaction
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
 
 from config import get_settings
 from models.community import LoginThrottle, Member, MemberStatus, Session
@@ -51,17 +52,19 @@ async def _throttle_state(key: str, limit: int) -> int | None:
 async def _count_failure(key: str) -> None:
     settings = get_settings()
     now = clock.now()
-    async with in_transaction("community"):
-        row = await LoginThrottle.get_or_none(key=key)
-        if row is None:
-            await LoginThrottle.create(key=key, failures=1, window_started_at=now)
-            return
-        if row.window_started_at + timedelta(seconds=settings.login_window_seconds) <= now:
-            row.failures = 1
-            row.window_started_at = now
-        else:
-            row.failures += 1
-        await row.save(update_fields=["failures", "window_started_at"])
+    window = timedelta(seconds=settings.login_window_seconds)
+    # Atomic increments: concurrent failures must all count.
+    expired = await LoginThrottle.filter(key=key, window_started_at__lte=now - window).update(
+        failures=1, window_started_at=now
+    )
+    if expired:
+        return
+    if await LoginThrottle.filter(key=key).update(failures=F("failures") + 1):
+        return
+    try:
+        await LoginThrottle.create(key=key, failures=1, window_started_at=now)
+    except IntegrityError:  # a concurrent first failure created it a moment ago
+        await LoginThrottle.filter(key=key).update(failures=F("failures") + 1)
 
 
 async def _find_member(identifier: str) -> Member | None:
