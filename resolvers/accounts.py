@@ -92,6 +92,24 @@ async def _check_names_free(
         raise UserError(Code.NAME_TAKEN, field="displayName")
 
 
+async def _tell_already_registered(address: str, index: str) -> bool:
+    """Email the owner of a known address instead of registering it again."""
+    existing = await Contact.get_or_none(email_index=index)
+    if existing is None:
+        return False
+    async with in_transaction("contacts"):
+        await mail.enqueue(
+            existing,
+            address,
+            "already_registered",
+            existing.language,
+            login_link=mail.link("/login"),
+            reset_link=mail.link("/reset-password"),
+        )
+    mail.wake_worker()
+    return True
+
+
 async def do_register(
     email: str,
     birth_date: date,
@@ -121,18 +139,7 @@ async def do_register(
     index = crypto.email_index(normalised)
     settings = get_settings()
 
-    existing = await Contact.get_or_none(email_index=index)
-    if existing is not None:
-        async with in_transaction("contacts"):
-            await mail.enqueue(
-                existing,
-                normalised,
-                "already_registered",
-                existing.language,
-                login_link=mail.link("/login"),
-                reset_link=mail.link("/reset-password"),
-            )
-        mail.wake_worker()
+    if await _tell_already_registered(normalised, index):
         return Registration()
 
     contact_id: int | None = None
@@ -177,6 +184,7 @@ async def do_register(
             await Contact.filter(id=contact_id).delete()
         # A concurrent registration took a name or the address a moment ago.
         await _check_names_free(login_key, display_key)
+        await _tell_already_registered(normalised, index)
         return Registration()
     except BaseException:
         # The community commit failed after the contacts commit: undo the contact.
@@ -301,14 +309,7 @@ async def do_request_email_change(member: Member, password: str, new_email: str)
             )
         elif index != contact.email_index:
             # Taken by someone else: tell that address's owner, reveal nothing here.
-            await mail.enqueue(
-                None,
-                normalised,
-                "already_registered",
-                contact.language,
-                login_link=mail.link("/login"),
-                reset_link=mail.link("/reset-password"),
-            )
+            await _tell_already_registered(normalised, index)
         await mail.enqueue(
             contact,
             old,
@@ -406,12 +407,13 @@ async def do_resign(member: Member, password: str) -> None:
     """
     if not await verify_password(member.password_hash, password):
         raise UserError(Code.WRONG_PASSWORD, field="password")
-    old_login = member.login_name or ""
     async with in_transaction("community"):
         await Session.filter(member_id=member.id).delete()
         await NameHistory.filter(member_id=member.id).delete()
         await Notification.filter(member_id=member.id).delete()
-        await LoginThrottle.filter(key=crypto.throttle_key("account", old_login.lower())).delete()
+        await LoginThrottle.filter(
+            key=crypto.throttle_key("account", f"member:{member.id}")
+        ).delete()
         member.login_name = member.login_key = None
         member.display_name = member.display_key = None
         member.password_hash = None

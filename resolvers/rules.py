@@ -64,7 +64,7 @@ async def do_publish_rules(
             ],
             batch_size=500,
         )
-        await audit.record(actor, "rules.publish", details={"version": version.version})
+        await audit.record(actor, "rules.publish", version=version.version)
     await get_bus().publish(EVERYONE_CHANNEL, {"type": "notification"})
     return version
 

@@ -83,13 +83,18 @@ async def _find_member(identifier: str) -> Member | None:
 
 async def do_login(identifier: str, password: str, client_address: str) -> SignedIn:
     settings = get_settings()
-    account_key = crypto.throttle_key("account", identifier.strip().lower())
+    identifier = identifier.strip()
+    member = await _find_member(identifier)
+    # One counter per account however it is typed (name or email, any case);
+    # per typed text when no account matches, so unknown names are throttled alike.
+    account_key = crypto.throttle_key(
+        "account", f"member:{member.id}" if member else identifier.lower()
+    )
     address_key = crypto.throttle_key("address", client_address)
     wait = await _throttle_state(account_key, settings.login_max_failures_account)
     wait = wait or await _throttle_state(address_key, settings.login_max_failures_address)
     if wait:
         raise UserError(Code.TOO_MANY_ATTEMPTS, retry_after=wait)
-    member = await _find_member(identifier)
     # Always one full argon2 verification, against a dummy hash if no account.
     ok = await verify_password(member.password_hash if member else None, password)
     if not ok or member is None or member.status != MemberStatus.ACTIVE:

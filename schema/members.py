@@ -143,7 +143,7 @@ class Me:
             return False
         return not await rules.has_accepted_current(self.row)
 
-    @strawberry.field(description="This account's signed-in sessions, most recently used first.")
+    @strawberry.field(description="This account's signed-in sessions, newest first.")
     async def sessions(
         self, info: Info, first: int = 20, after: str | None = None
     ) -> Connection[Session]:
@@ -243,6 +243,13 @@ def _node_id(gid: relay.GlobalID, type_name: str, field: str) -> int:
     return int(gid.node_id)
 
 
+def _rules_id(gid: relay.GlobalID) -> int:
+    # Any id that is not a rules version's is "not the current rules", on that field.
+    if gid.type_name == "RulesVersion" and gid.node_id.isdigit():
+        return int(gid.node_id)
+    return 0
+
+
 def _me(info: Info) -> m.Member:
     member = info.context.member
     assert member is not None  # guaranteed by IsAuthenticated
@@ -269,7 +276,7 @@ class MembersMutation:
                 login_name=input.login_name,
                 display_name=input.display_name,
                 password=input.password,
-                rules_version_id=_node_id(input.rules_version_id, "RulesVersion", "rulesVersionId"),
+                rules_version_id=_rules_id(input.rules_version_id),
             )
         except UserError as exc:
             return failure(exc, info)

@@ -135,7 +135,7 @@ async def staff(server: Server, role: str) -> Account:
     """A signed-in staff account (created as the CLI does)."""
     from resolvers.accounts import do_create_staff
 
-    login_name = unique(f"{role}x")
+    login_name = unique(f"staff{role[:3]}x")  # role words are reserved in login names
     display_name = unique(f"{role.title()} ")
     row = await do_create_staff(role, login_name, display_name, PASSWORD)
     signed_in = await login(server, login_name)
