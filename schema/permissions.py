@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from graphql import GraphQLError
 from strawberry.permission import BasePermission
 
 from models.community import Role
@@ -27,7 +28,10 @@ class _HasRole(BasePermission):
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         member = info.context.member
-        return member is not None and member.role in self.roles
+        if member is None:
+            # Anonymous callers are told to sign in, not that they lack a role.
+            raise GraphQLError(IsAuthenticated.message, extensions={"code": "UNAUTHENTICATED"})
+        return member.role in self.roles
 
 
 class IsAdmin(_HasRole):
