@@ -61,8 +61,11 @@ async def make_migrations(settings: Settings) -> list[str]:
 
 
 def read_rules_file(path: Path) -> dict[str, str]:
-    with path.open("rb") as handle:
-        data = tomllib.load(handle)
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SystemExit(f"{path}: cannot read rules: {exc}") from None
     missing = [lang for lang in ("fi", "sv", "en") if not str(data.get(lang, "")).strip()]
     if missing:
         raise SystemExit(

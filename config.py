@@ -32,7 +32,7 @@ class ConfigError(RuntimeError):
 
 def _decode_key(name: str, value: str) -> bytes:
     try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        raw = base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_", validate=True)
     except ValueError as exc:
         raise ConfigError(f"{name} is not base64") from exc
     if len(raw) < 32:

@@ -184,7 +184,9 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=1000)
     args = parser.parse_args()
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         env = env_for(tmp)
@@ -225,7 +227,10 @@ async def main() -> None:
                     f"\nHTTP, 1 uvicorn worker, SQLite, {args.requests} requests, "
                     f"concurrency {args.concurrency} (client on the same 2 cores):"
                 )
-                for label, call in (("/healthz (bare Starlette floor)", healthz), ("GraphQL Home", graphql)):
+                for label, call in (
+                    ("/healthz (bare Starlette floor)", healthz),
+                    ("GraphQL Home", graphql),
+                ):
                     rps, p50, p99, errors = await http_load(
                         client, args.requests, args.concurrency, call
                     )
@@ -238,8 +243,9 @@ async def main() -> None:
             server.wait(timeout=10)
 
         # In-process execution against the same databases.
-        from config import load_settings, override_settings
         from tortoise.context import TortoiseContext
+
+        from config import load_settings, override_settings
 
         settings = replace(
             load_settings({}),

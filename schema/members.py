@@ -15,7 +15,7 @@ from resolvers import accounts, rules, sessions
 from resolvers.errors import Code, UserError
 from schema.context import Info
 from schema.errors import InputError, NotAllowedError, RateLimitedError, failure
-from schema.pagination import Connection, paginate
+from schema.pagination import Connection, db_id, nodes_in_order, paginate
 from schema.permissions import IsAuthenticated
 
 FORMER_MEMBER = {"fi": "entinen jäsen", "sv": "tidigare medlem", "en": "former member"}
@@ -64,13 +64,10 @@ class Member(relay.Node):
         # Pseudonyms are visible to signed-in accounts only, never to anonymous callers.
         if info.context.member is None:
             return [None for _ in node_ids]
-        ids = [int(i) for i in node_ids if str(i).isdigit()]
-        rows = {r.id: r for r in await m.Member.filter(id__in=ids)}
         language = info.context.language
-        return [
-            cls.from_row(rows[int(i)], language) if str(i).isdigit() and int(i) in rows else None
-            for i in node_ids
-        ]
+        return await nodes_in_order(
+            m.Member.all(), node_ids, lambda row: cls.from_row(row, language)
+        )
 
 
 @strawberry.type(description="A signed-in device of the current account.")
@@ -97,14 +94,13 @@ class Session(relay.Node):
     ) -> list[Session | None]:
         me = info.context.member
         session = info.context.session
-        ids = [int(i) for i in node_ids if str(i).isdigit()]
-        # Only one's own sessions are visible; others' look like missing ones.
-        rows = {r.id: r for r in await m.Session.filter(id__in=ids, member_id=me.id)} if me else {}
+        if me is None:
+            return [None for _ in node_ids]
         current = session.id if session else None
-        return [
-            cls.from_row(rows[int(i)], current) if str(i).isdigit() and int(i) in rows else None
-            for i in node_ids
-        ]
+        # Only one's own sessions are visible; others' look like missing ones.
+        return await nodes_in_order(
+            m.Session.filter(member_id=me.id), node_ids, lambda row: cls.from_row(row, current)
+        )
 
 
 @strawberry.type(description="The signed-in account, as its owner sees it.")
@@ -238,16 +234,16 @@ UpdateProfileResult = Annotated[
 
 
 def _node_id(gid: relay.GlobalID, type_name: str, field: str) -> int:
-    if gid.type_name != type_name or not gid.node_id.isdigit():
+    node_id = db_id(gid.node_id)
+    if gid.type_name != type_name or node_id is None:
         raise UserError(Code.NOT_FOUND, field=field)
-    return int(gid.node_id)
+    return node_id
 
 
 def _rules_id(gid: relay.GlobalID) -> int:
     # Any id that is not a rules version's is "not the current rules", on that field.
-    if gid.type_name == "RulesVersion" and gid.node_id.isdigit():
-        return int(gid.node_id)
-    return 0
+    node_id = db_id(gid.node_id)
+    return node_id if gid.type_name == "RulesVersion" and node_id is not None else 0
 
 
 def _me(info: Info) -> m.Member:

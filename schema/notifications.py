@@ -12,7 +12,7 @@ from strawberry import relay
 from models import community as m
 from resolvers import clock, sessions
 from schema.context import Info
-from schema.pagination import Connection, paginate
+from schema.pagination import Connection, nodes_in_order, paginate
 from schema.permissions import IsAuthenticated
 from subscriptions.bus import get_bus
 from subscriptions.notifications import notification_stream
@@ -50,17 +50,10 @@ class Notification(relay.Node):
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Notification | None]:
         me = info.context.member
-        ids = [int(i) for i in node_ids if str(i).isdigit()]
+        if me is None:
+            return [None for _ in node_ids]
         # Only one's own notices are visible.
-        rows = (
-            {r.id: r for r in await m.Notification.filter(id__in=ids, member_id=me.id)}
-            if me
-            else {}
-        )
-        return [
-            cls.from_row(rows[int(i)]) if str(i).isdigit() and int(i) in rows else None
-            for i in node_ids
-        ]
+        return await nodes_in_order(m.Notification.filter(member_id=me.id), node_ids, cls.from_row)
 
 
 @strawberry.type

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 import strawberry
@@ -11,7 +11,32 @@ from graphql import GraphQLError
 from tortoise.queryset import QuerySet
 
 MAX_PAGE = 100
+DB_ID_MAX = 2**31 - 1  # ids are INTEGER columns (32-bit on PostgreSQL)
+
+
+def db_id(value: object) -> int | None:
+    """A global id's node part as a row id, or None when it cannot name a row."""
+    text = str(value)
+    if not (text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if 0 < number <= DB_ID_MAX else None
+
+
 T = TypeVar("T")
+
+
+async def nodes_in_order(
+    queryset: QuerySet[Any], node_ids: Iterable[str], to_node: Callable[[Any], T]
+) -> list[T | None]:
+    """Rows of ``queryset`` for ``node_ids``, in that order; None where missing.
+
+    The caller narrows ``queryset`` to what the viewer may see, so a forbidden
+    row is indistinguishable from a missing one.
+    """
+    ids = [db_id(node_id) for node_id in node_ids]
+    rows = {row.id: row for row in await queryset.filter(id__in=[i for i in ids if i])}
+    return [to_node(rows[i]) if i in rows else None for i in ids]
 
 
 @strawberry.type
@@ -39,9 +64,10 @@ def encode_cursor(position: int) -> str:
 def decode_cursor(cursor: str) -> int:
     try:
         kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if kind != "c":
+        position = int(value)
+        if kind != "c" or not 0 <= position <= DB_ID_MAX:
             raise ValueError(cursor)
-        return int(value)
+        return position
     except (ValueError, UnicodeDecodeError):
         raise GraphQLError("Invalid cursor.", extensions={"code": "BAD_USER_INPUT"}) from None
 

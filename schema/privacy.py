@@ -15,7 +15,7 @@ from resolvers import privacy
 from resolvers.errors import Code, UserError
 from schema.context import Info
 from schema.errors import InputError, NotAllowedError, RateLimitedError, failure
-from schema.pagination import Connection, paginate
+from schema.pagination import Connection, db_id, nodes_in_order, paginate
 from schema.permissions import IsAdmin
 
 
@@ -78,12 +78,7 @@ class AuditEntry(relay.Node):
         # The audit log is for admins only.
         if me is None or me.role != m.Role.ADMIN:
             return [None for _ in node_ids]
-        ids = [int(i) for i in node_ids if str(i).isdigit()]
-        rows = {r.id: r for r in await m.AuditEntry.filter(id__in=ids)}
-        return [
-            cls.from_row(rows[int(i)]) if str(i).isdigit() and int(i) in rows else None
-            for i in node_ids
-        ]
+        return await nodes_in_order(m.AuditEntry.all(), node_ids, cls.from_row)
 
 
 @strawberry.type
@@ -114,7 +109,7 @@ class PrivacyQuery:
             query = query.filter(action=action)
         if target_member_id is not None:
             node_id = target_member_id.node_id
-            query = query.filter(target_member_id=int(node_id) if node_id.isdigit() else -1)
+            query = query.filter(target_member_id=db_id(node_id) or -1)
         return await paginate(query, first, after, AuditEntry.from_row)
 
 
@@ -133,9 +128,10 @@ class PrivacyMutation:
         actor = info.context.member
         assert actor is not None
         try:
-            if member_id.type_name != "Member" or not member_id.node_id.isdigit():
+            target = db_id(member_id.node_id)
+            if member_id.type_name != "Member" or target is None:
                 raise UserError(Code.NOT_FOUND, field="memberId")
-            record = await privacy.do_read_contact(actor, int(member_id.node_id), reason)
+            record = await privacy.do_read_contact(actor, target, reason)
         except UserError as exc:
             return failure(exc, info)
         return ReadMemberContactSuccess(

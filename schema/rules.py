@@ -14,7 +14,7 @@ from resolvers import rules
 from resolvers.errors import Code, UserError
 from schema.context import Info
 from schema.errors import InputError, NotAllowedError, RateLimitedError, failure
-from schema.pagination import Connection, paginate
+from schema.pagination import Connection, db_id, nodes_in_order, paginate
 from schema.permissions import IsAdmin, IsAuthenticated
 
 
@@ -47,12 +47,7 @@ class RulesVersion(relay.Node):
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[RulesVersion | None]:
         # The rules are public: anyone may read them before joining.
-        ids = [int(i) for i in node_ids if str(i).isdigit()]
-        rows = {r.id: r for r in await m.RulesVersion.filter(id__in=ids)}
-        return [
-            cls.from_row(rows[int(i)]) if str(i).isdigit() and int(i) in rows else None
-            for i in node_ids
-        ]
+        return await nodes_in_order(m.RulesVersion.all(), node_ids, cls.from_row)
 
 
 @strawberry.type(description="The rules in force and their history.")
@@ -108,9 +103,10 @@ class RulesMutation:
         member = info.context.member
         assert member is not None
         try:
-            if version_id.type_name != "RulesVersion" or not version_id.node_id.isdigit():
+            version = db_id(version_id.node_id)
+            if version_id.type_name != "RulesVersion" or version is None:
                 raise UserError(Code.RULES_NOT_CURRENT, field="versionId")
-            acceptance = await rules.do_accept_rules(member, int(version_id.node_id))
+            acceptance = await rules.do_accept_rules(member, version)
         except UserError as exc:
             return failure(exc, info)
         row = await m.RulesVersion.get(id=acceptance.rules_id)  # type: ignore[attr-defined]
