@@ -16,7 +16,6 @@ import base64
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +26,19 @@ import pytest
 from strawberry.relay import GlobalID
 
 from models.community import RulesVersion
+from resolvers.errors import MESSAGES, Code
 from tests.conftest import Server, free_port
-from tests.helpers import PASSWORD, login, member, unique
+from tests.helpers import (
+    ACCEPT_RULES,
+    AUDIT_LOG,
+    NODE,
+    READ_MEMBER_CONTACT,
+    REVOKE_SESSION,
+    member,
+    staff,
+    stop_process,
+    wait_until_up,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -41,11 +51,6 @@ SYNTAX_ERROR = "{ rules { current { id "
 HISTORY_FIRST = """
 query History($first: Int!) {
   rules { history(first: $first) { edges { node { __typename id version } } } }
-}
-"""
-NODE = """
-query Node($id: ID!) {
-  node(id: $id) { __typename id ... on RulesVersion { version } }
 }
 """
 NODE_LITERAL_GARBAGE = '{ node(id: "garbage") { __typename id } }'
@@ -348,19 +353,6 @@ async def test_node_with_garbage_id_is_clean_error(server: Server) -> None:
     assert not any("Unexpected error" in m for m in messages(body)), body
 
 
-async def signed_in_admin(server: Server) -> str:
-    """A signed-in admin's token (login names may not contain "admin", so none does)."""
-    from resolvers.accounts import do_create_staff
-
-    login_name = unique("hallinto")
-    await do_create_staff("admin", login_name, unique("Ylläpito "), PASSWORD)
-    signed_in = await login(server, login_name)
-    assert signed_in["__typename"] == "LoginSuccess", signed_in
-    assert signed_in["me"]["role"] == "ADMIN"
-    token: str = signed_in["token"]
-    return token
-
-
 def gid(type_name: str, node_id: str) -> str:
     return base64.b64encode(f"{type_name}:{node_id}".encode()).decode()
 
@@ -395,7 +387,7 @@ OUT_OF_RANGE_IDS = ["0", "2147483648", "9223372036854775808", "99999999999999999
 async def test_node_with_out_of_range_id_is_null_for_admin(server: Server, type_name: str) -> None:
     # An admin may see every node type, so each type's lookup really reaches the database,
     # where ids are 32-bit (PostgreSQL) or 64-bit (SQLite) integers.
-    token = await signed_in_admin(server)
+    token = (await staff(server, "admin")).token
     answers = {
         node_id: await server.gql(NODE, {"id": gid(type_name, node_id)}, token=token)
         for node_id in OUT_OF_RANGE_IDS
@@ -404,42 +396,26 @@ async def test_node_with_out_of_range_id_is_null_for_admin(server: Server, type_
     assert not wrong, wrong
 
 
-REVOKE_SESSION = """
-mutation Revoke($id: ID!) {
-  revokeSession(id: $id) { __typename ... on Error { code } }
-}
-"""
-ACCEPT_RULES = """
-mutation Accept($id: ID!) {
-  acceptRules(versionId: $id) { __typename ... on Error { code } }
-}
-"""
-AUDIT_LOG_FOR = """
-query Audit($target: ID) {
-  auditLog(first: 5, targetMemberId: $target) { edges { node { action } } }
-}
-"""
-READ_CONTACT = """
-mutation Read($id: ID!) {
-  readMemberContact(memberId: $id, reason: "Tietopyyntö 42") { __typename ... on Error { code } }
-}
-"""
 HUGE = "99999999999999999999999"
 
 
 async def test_out_of_range_ids_in_arguments_are_clean(server: Server) -> None:
     account = await member(server)
-    admin = await signed_in_admin(server)
+    admin = (await staff(server, "admin")).token
     answers = {
         "revokeSession": await server.gql(
             REVOKE_SESSION, {"id": gid("Session", HUGE)}, token=account.token
         ),
         "acceptRules": await server.gql(
-            ACCEPT_RULES, {"id": gid("RulesVersion", HUGE)}, token=account.token
+            ACCEPT_RULES, {"versionId": gid("RulesVersion", HUGE)}, token=account.token
         ),
-        "auditLog": await server.gql(AUDIT_LOG_FOR, {"target": gid("Member", HUGE)}, token=admin),
+        "auditLog": await server.gql(
+            AUDIT_LOG, {"first": 5, "target": gid("Member", HUGE)}, token=admin
+        ),
         "readMemberContact": await server.gql(
-            READ_CONTACT, {"id": gid("Member", HUGE)}, token=admin
+            READ_MEMBER_CONTACT,
+            {"memberId": gid("Member", HUGE), "reason": "Tietopyyntö 42"},
+            token=admin,
         ),
     }
     masked = {k: v for k, v in answers.items() if "errors" in v}
@@ -448,6 +424,8 @@ async def test_out_of_range_ids_in_arguments_are_clean(server: Server) -> None:
     assert answers["acceptRules"]["data"]["acceptRules"] == {
         "__typename": "InputError",
         "code": "RULES_NOT_CURRENT",
+        "message": MESSAGES[Code.RULES_NOT_CURRENT]["fi"],
+        "field": "versionId",
     }
     assert answers["auditLog"]["data"]["auditLog"]["edges"] == []
     assert answers["readMemberContact"]["data"]["readMemberContact"]["code"] == "NOT_FOUND"
@@ -575,24 +553,10 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProductionS
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "production server did not start"
-            time.sleep(0.05)
+        wait_until_up(process, f"{url}/healthz", log, "production server")
         yield ProductionServer(url=url, process=process, log=log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 async def prod_post(production: ProductionServer, query: str) -> httpx.Response:

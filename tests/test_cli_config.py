@@ -16,7 +16,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -25,10 +24,19 @@ from typing import Any
 
 import httpx
 import pytest
+from strawberry.relay import GlobalID
 
 import config
 from config import ConfigError, load_settings
 from tests.conftest import free_port
+from tests.helpers import (
+    LOGIN,
+    REGISTER,
+    RULES_QUERY,
+    VERIFY_EMAIL,
+    stop_process,
+    wait_until_up,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMUNITY = str(Path(sys.executable).parent / "community")
@@ -43,38 +51,17 @@ COMMUNITY_TABLES = {
     "audit_entry",
     "notification",
     "login_throttle",
+    "member_group",
+    "group_membership",
+    "area",
+    "thread",
+    "post",
+    "post_edit",
+    "reaction",
+    "thread_event",
+    "read_position",
 }
 CONTACTS_TABLES = {"contact", "consent", "email_token", "outbox_message"}
-
-
-RULES_QUERY = "{ rules { current { id version } } }"
-REGISTER = """
-mutation Register($input: RegisterInput!) {
-  register(input: $input) {
-    __typename
-    ... on RegisterSuccess { emailSent }
-    ... on Error { code message }
-  }
-}
-"""
-LOGIN = """
-mutation Login($login: String!, $password: String!) {
-  login(input: {login: $login, password: $password}) {
-    __typename
-    ... on LoginSuccess { token me { loginName displayName role } }
-    ... on Error { code }
-  }
-}
-"""
-VERIFY_EMAIL = """
-mutation Verify($token: String!) {
-  verifyEmail(token: $token) {
-    __typename
-    ... on VerifyEmailSuccess { member { displayName } }
-    ... on Error { code }
-  }
-}
-"""
 
 
 def key() -> str:
@@ -608,37 +595,24 @@ def serve(migrated: Env) -> Iterator[Any]:
 
     def start(extra: dict[str, str]) -> Served:
         port = free_port()
-        log = (migrated.tmp / f"serve-{port}.log").open("wb")
-        process = subprocess.Popen(
-            [COMMUNITY, "serve", "--no-migrate", "--port", str(port)],
-            env={**migrated.vars, **extra},
-            cwd=migrated.tmp,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        log = migrated.tmp / f"serve-{port}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [COMMUNITY, "serve", "--no-migrate", "--port", str(port)],
+                env={**migrated.vars, **extra},
+                cwd=migrated.tmp,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         started.append(process)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, (migrated.tmp / f"serve-{port}.log").read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    return Served(url=url, process=process)
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.05)
+        wait_until_up(process, f"{url}/readyz", log)
+        return Served(url=url, process=process)
 
     yield start
     for process in started:
         if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 def gql(url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -665,7 +639,9 @@ def test_staff_created_by_cli_can_sign_in(migrated: Env, serve: Any) -> None:
     body = gql(served.url, LOGIN, {"login": "MODANNA", "password": STRONG_PASSWORD})
     signed_in = body["data"]["login"]
     assert signed_in["__typename"] == "LoginSuccess", signed_in
+    (staff_row,) = migrated.rows(migrated.community_db, "SELECT id FROM member")
     assert signed_in["me"] == {
+        "id": str(GlobalID("Member", str(staff_row["id"]))),
         "loginName": "modanna",
         "displayName": "Moderaattori Anna",
         "role": "MODERATOR",
@@ -725,11 +701,15 @@ def test_mail_worker_once_delivers_outbox_into_mail_dir(migrated: Env, serve: An
     # The link in the delivered mail really verifies the address.
     token = httpx.URL(match.group(0)).params["token"]
     verified = gql(served.url, VERIFY_EMAIL, {"token": token})["data"]["verifyEmail"]
+    (member,) = env.rows(env.community_db, "SELECT id, status FROM member")
     assert verified == {
         "__typename": "VerifyEmailSuccess",
-        "member": {"displayName": "Sjöjungfrun"},
+        "member": {
+            "id": str(GlobalID("Member", str(member["id"]))),
+            "displayName": "Sjöjungfrun",
+            "isFormerMember": False,
+        },
     }
-    (member,) = env.rows(env.community_db, "SELECT status FROM member")
     assert member["status"] == "active"
 
 

@@ -25,7 +25,7 @@ from resolvers import clock, mail
 from resolvers.mail import MailWorker, backoff, render
 from tests import dbtools
 from tests.conftest import Server, free_port
-from tests.helpers import PASSWORD, current_rules_id, register, unique
+from tests.helpers import PASSWORD, REGISTER, current_rules_id, register, unique
 from tests.smtp import body_of, token_in
 
 TEMPLATES = (
@@ -44,16 +44,6 @@ CONTEXT: dict[str, Any] = {
     "login_link": "https://community.test/login",
     "reset_link": "https://community.test/reset-password",
 }
-REGISTER_FULL = """
-mutation Register($input: RegisterInput!) {
-  register(input: $input) {
-    __typename
-    ... on RegisterSuccess { emailSent }
-    ... on Error { code message }
-    ... on InputError { field }
-  }
-}
-"""
 
 _ORIGINAL_DELIVER_DUE = MailWorker.deliver_due
 
@@ -195,7 +185,7 @@ async def test_outbox_row_rolls_back_with_the_registration(
         "password": PASSWORD,
         "rulesVersionId": await current_rules_id(server),
     }
-    body = await server.gql(REGISTER_FULL, {"input": data})
+    body = await server.gql(REGISTER, {"input": data})
     assert body.get("errors"), body
     assert await dbtools.count("contacts", "outbox_message") == 0
     assert await Contact.all().count() == 0

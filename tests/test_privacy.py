@@ -29,115 +29,33 @@ from models.contacts import Contact
 from resolvers import clock, crypto
 from tests import dbtools
 from tests.conftest import Server
-from tests.helpers import PASSWORD, Account, login, member, staff
-from tests.smtp import token_in
+from tests.helpers import (
+    ACCEPT_RULES,
+    AUDIT_LOG,
+    CONFIRM_EMAIL_CHANGE,
+    MY_SESSIONS,
+    NODE,
+    NOTIFICATIONS,
+    PASSWORD,
+    READ_MEMBER_CONTACT,
+    REQUEST_EMAIL_CHANGE,
+    REQUEST_PASSWORD_RESET,
+    RESET_PASSWORD,
+    RESIGN,
+    Account,
+    emailed_token,
+    login,
+    member,
+    publish_rules,
+    staff,
+    update_profile,
+)
 
 # ---------------------------------------------------------------------------
 # GraphQL documents
 # ---------------------------------------------------------------------------
 
-READ_MEMBER_CONTACT = """
-mutation ReadContact($memberId: ID!, $reason: String!) {
-  readMemberContact(memberId: $memberId, reason: $reason) {
-    __typename
-    ... on ReadMemberContactSuccess {
-      contact {
-        memberId email birthYear language verifiedAt createdAt
-        consents { kind version givenAt withdrawnAt }
-      }
-    }
-    ... on Error { code message }
-    ... on InputError { field }
-  }
-}
-"""
-
-AUDIT_LOG = """
-query AuditLog($first: Int!, $after: String, $action: String, $target: ID) {
-  auditLog(first: $first, after: $after, action: $action, targetMemberId: $target) {
-    edges { cursor node { id at actorId actorRole action targetMemberId reason details } }
-    pageInfo { hasNextPage endCursor }
-  }
-}
-"""
-
-NODE = """
-query Node($id: ID!) {
-  node(id: $id) {
-    __typename
-    id
-    ... on Session { createdAt current }
-    ... on Notification { kind position }
-    ... on AuditEntry { action reason }
-  }
-}
-"""
-
-MY_SESSIONS = "{ me { sessions { edges { node { id current } } } } }"
-
-MY_NOTIFICATIONS = "{ notifications(first: 20) { edges { node { id kind position } } } }"
-
 ME_EMAIL = "{ me { id email } }"
-
-UPDATE_PROFILE = """
-mutation UpdateProfile($input: UpdateProfileInput!) {
-  updateProfile(input: $input) {
-    __typename
-    ... on UpdateProfileSuccess { me { displayName language } }
-    ... on Error { code message }
-  }
-}
-"""
-
-REQUEST_PASSWORD_RESET = """
-mutation RequestReset($email: String!) {
-  requestPasswordReset(email: $email) { __typename ... on Error { code } }
-}
-"""
-
-RESET_PASSWORD = """
-mutation Reset($input: ResetPasswordInput!) {
-  resetPassword(input: $input) { __typename ... on Error { code message } }
-}
-"""
-
-REQUEST_EMAIL_CHANGE = """
-mutation RequestEmailChange($input: RequestEmailChangeInput!) {
-  requestEmailChange(input: $input) { __typename ... on Error { code message } }
-}
-"""
-
-CONFIRM_EMAIL_CHANGE = """
-mutation ConfirmEmailChange($token: String!) {
-  confirmEmailChange(token: $token) { __typename ... on Error { code message } }
-}
-"""
-
-PUBLISH_RULES = """
-mutation Publish($input: PublishRulesInput!) {
-  publishRules(input: $input) {
-    __typename
-    ... on PublishRulesSuccess { rules { id version } }
-    ... on Error { code message }
-  }
-}
-"""
-
-ACCEPT_RULES = """
-mutation Accept($versionId: ID!) {
-  acceptRules(versionId: $versionId) {
-    __typename
-    ... on AcceptRulesSuccess { rules { version } }
-    ... on Error { code message }
-  }
-}
-"""
-
-RESIGN = """
-mutation Resign($password: String!) {
-  resign(password: $password) { __typename ... on Error { code message } }
-}
-"""
 
 # A compact introspection: every type's output fields (unwrapped to the named type)
 # and every abstract type's possible types. Small enough for the depth/token limits.
@@ -250,19 +168,6 @@ async def session_gid(server: Server, account: Account) -> str:
     assert len(current) == 1, body
     found: str = current[0]
     return found
-
-
-async def publish_rules(server: Server, admin: Account, n: int) -> str:
-    body = await server.gql(
-        PUBLISH_RULES,
-        {"input": {"textFi": f"Säännöt {n}", "textSv": f"Regler {n}", "textEn": f"Rules {n}"}},
-        token=admin.token,
-    )
-    result = body["data"]["publishRules"]
-    assert result["__typename"] == "PublishRulesSuccess", body
-    assert result["rules"]["version"] == n
-    rules_id: str = result["rules"]["id"]
-    return rules_id
 
 
 def assert_forbidden(body: dict[str, Any], codes: tuple[str, ...] = ("FORBIDDEN",)) -> None:
@@ -381,16 +286,14 @@ async def test_registers_hold_no_contact_data_after_a_realistic_scenario(server:
 
     # New public names.
     for account, new_name in ((aino, "Punainen Kettu"), (bjorn, "Vit Uggla")):
-        body = await server.gql(
-            UPDATE_PROFILE, {"input": {"displayName": new_name}}, token=account.token
-        )
-        assert body["data"]["updateProfile"]["__typename"] == "UpdateProfileSuccess", body
-        assert body["data"]["updateProfile"]["me"]["displayName"] == new_name
+        result = await update_profile(server, account.token, displayName=new_name)
+        assert result["__typename"] == "UpdateProfileSuccess", result
+        assert result["me"]["displayName"] == new_name
 
     # A password reset from the email link.
     body = await server.gql(REQUEST_PASSWORD_RESET, {"email": bjorn.email})
     assert body["data"]["requestPasswordReset"]["__typename"] == "Done", body
-    reset_token = token_in(await server.smtp.wait_for(bjorn.email, "reset_password"))
+    reset_token = await emailed_token(server, bjorn.email, "reset_password")
     body = await server.gql(
         RESET_PASSWORD, {"input": {"token": reset_token, "newPassword": NEW_PASSWORD}}
     )
@@ -406,14 +309,14 @@ async def test_registers_hold_no_contact_data_after_a_realistic_scenario(server:
         token=aino.token,
     )
     assert body["data"]["requestEmailChange"]["__typename"] == "Done", body
-    change_token = token_in(await server.smtp.wait_for(new_aino_email, "change_email"))
+    change_token = await emailed_token(server, new_aino_email, "change_email")
     await server.smtp.wait_for(aino.email, "email_change_notice")
     body = await server.gql(CONFIRM_EMAIL_CHANGE, {"token": change_token})
     assert body["data"]["confirmEmailChange"]["__typename"] == "Done", body
     assert (await login(server, new_aino_email))["__typename"] == "LoginSuccess"
 
     # New rules: published by the admin, accepted by two members.
-    rules_id = await publish_rules(server, admin, 2)
+    rules_id = (await publish_rules(server, admin, 2))["id"]
     for account in (aino, chris):
         body = await server.gql(ACCEPT_RULES, {"versionId": rules_id}, token=account.token)
         assert body["data"]["acceptRules"]["__typename"] == "AcceptRulesSuccess", body
@@ -739,7 +642,7 @@ async def test_node_hides_other_members_sessions_and_notifications(server: Serve
     await publish_rules(server, admin, 2)
 
     bob_session = await session_gid(server, bob)
-    body = await server.gql(MY_NOTIFICATIONS, token=bob.token)
+    body = await server.gql(NOTIFICATIONS, {"first": 20}, token=bob.token)
     [edge] = body["data"]["notifications"]["edges"]
     bob_notice = edge["node"]["id"]
     assert edge["node"]["kind"] == "RULES_CHANGED"

@@ -13,156 +13,35 @@ from resolvers import clock, crypto
 from tests import dbtools
 from tests.conftest import Server
 from tests.helpers import (
+    ACCEPT_RULES,
+    AUDIT_LOG,
+    CHANGE_PASSWORD,
+    CONFIRM_EMAIL_CHANGE,
     ME,
+    NODE,
     PASSWORD,
-    Account,
+    REQUEST_EMAIL_CHANGE,
+    REQUEST_PASSWORD_RESET,
+    RESET_PASSWORD,
+    RESIGN,
+    UPDATE_PROFILE,
+    assert_unauthenticated,
     login,
+    me_of,
     member,
+    publish_rules,
     register,
+    sign_in,
+    staff,
     unique,
+    update_profile,
 )
 from tests.smtp import body_of, token_in
 
 NEW_PASSWORD = "purple elephants juggle quietly"
 
-ME_FULL = """
-{
-  me {
-    __typename id loginName displayName role language createdAt mustAcceptRules
-    sessions { edges { node { id current } } }
-  }
-}
-"""
-
-UPDATE_PROFILE = """
-mutation Update($input: UpdateProfileInput!) {
-  updateProfile(input: $input) {
-    __typename
-    ... on UpdateProfileSuccess { me { id loginName displayName language mustAcceptRules } }
-    ... on Error { code message }
-    ... on InputError { field }
-  }
-}
-"""
-
-PUBLISH_RULES = """
-mutation Publish($input: PublishRulesInput!) {
-  publishRules(input: $input) {
-    __typename
-    ... on PublishRulesSuccess { rules { id version } }
-    ... on Error { code message }
-  }
-}
-"""
-
-ACCEPT_RULES = """
-mutation Accept($versionId: ID!) {
-  acceptRules(versionId: $versionId) {
-    __typename
-    ... on AcceptRulesSuccess { rules { id version } }
-    ... on Error { code message }
-  }
-}
-"""
-
-CHANGE_PASSWORD = """
-mutation ChangePassword($input: ChangePasswordInput!) {
-  changePassword(input: $input) {
-    __typename
-    ... on Done { ok }
-    ... on Error { code message }
-    ... on InputError { field }
-  }
-}
-"""
-
-REQUEST_EMAIL_CHANGE = """
-mutation RequestEmailChange($input: RequestEmailChangeInput!) {
-  requestEmailChange(input: $input) {
-    __typename
-    ... on Done { ok }
-    ... on Error { code message }
-    ... on InputError { field }
-  }
-}
-"""
-
-CONFIRM_EMAIL_CHANGE = """
-mutation ConfirmEmailChange($token: String!) {
-  confirmEmailChange(token: $token) {
-    __typename
-    ... on Done { ok }
-    ... on Error { code message }
-    ... on InputError { field }
-  }
-}
-"""
-
-REQUEST_PASSWORD_RESET = """
-mutation RequestPasswordReset($email: String!) {
-  requestPasswordReset(email: $email) {
-    __typename
-    ... on Done { ok }
-    ... on Error { code message }
-  }
-}
-"""
-
-RESET_PASSWORD = """
-mutation ResetPassword($input: ResetPasswordInput!) {
-  resetPassword(input: $input) {
-    __typename
-    ... on Done { ok }
-    ... on Error { code message }
-    ... on InputError { field }
-  }
-}
-"""
-
-RESIGN = """
-mutation Resign($password: String!) {
-  resign(password: $password) {
-    __typename
-    ... on Done { ok }
-    ... on Error { code message }
-    ... on InputError { field }
-  }
-}
-"""
-
-MEMBER_NODE = """
-query MemberNode($id: ID!) {
-  node(id: $id) {
-    __typename
-    ... on Member { id displayName isFormerMember staffBadge }
-  }
-}
-"""
-
-AUDIT_LOG = """
-query Audit($action: String) {
-  auditLog(action: $action) {
-    edges { node { actorId actorRole action targetMemberId reason details } }
-  }
-}
-"""
-
 
 # ---------------------------------------------------------------- helpers
-
-
-async def me_of(server: Server, token: str) -> dict[str, Any] | None:
-    body = await server.gql(ME, token=token)
-    assert "errors" not in body, body
-    me: dict[str, Any] | None = body["data"]["me"]
-    return me
-
-
-async def update_profile(server: Server, token: str, **changes: Any) -> dict[str, Any]:
-    body = await server.gql(UPDATE_PROFILE, {"input": changes}, token=token)
-    assert "errors" not in body, body
-    result: dict[str, Any] = body["data"]["updateProfile"]
-    return result
 
 
 async def mutate(
@@ -174,37 +53,9 @@ async def mutate(
     return result
 
 
-async def second_session(server: Server, account: Account, password: str = PASSWORD) -> str:
-    signed_in = await login(server, account.login_name, password)
-    assert signed_in["__typename"] == "LoginSuccess", signed_in
-    token: str = signed_in["token"]
-    return token
-
-
 def assert_error(result: dict[str, Any], typename: str, code: str) -> None:
     assert result["__typename"] == typename, result
     assert result["code"] == code, result
-
-
-async def admin_account(server: Server) -> Account:
-    """A signed-in admin, made as the CLI does (login names may not contain "admin")."""
-    from resolvers.accounts import do_create_staff
-
-    login_name = unique("operator")
-    display_name = unique("Operator ")
-    row = await do_create_staff("admin", login_name, display_name, PASSWORD)
-    signed_in = await login(server, login_name)
-    assert signed_in["__typename"] == "LoginSuccess", signed_in
-    assert signed_in["me"]["role"] == "ADMIN", signed_in
-    return Account(
-        member_id=row.id,
-        gid=signed_in["me"]["id"],
-        login_name=login_name,
-        display_name=display_name,
-        email=None,
-        password=PASSWORD,
-        token=signed_in["token"],
-    )
 
 
 async def contact_row(member_id: int) -> Contact | None:
@@ -225,7 +76,7 @@ async def test_me_is_null_without_session_and_describes_the_account(server: Serv
     assert bogus == {"data": {"me": None}}
 
     account = await member(server, language="SV", displayName="Kaffekopp")
-    body = await server.gql(ME_FULL, token=account.token)
+    body = await server.gql(ME, token=account.token)
     assert "errors" not in body, body
     me = body["data"]["me"]
     assert me["__typename"] == "Me"
@@ -274,7 +125,7 @@ async def test_update_profile_changes_names_and_records_history(server: Server) 
 
     # Others see the new public name.
     other = await member(server)
-    node = await server.gql(MEMBER_NODE, {"id": account.gid}, token=other.token)
+    node = await server.gql(NODE, {"id": account.gid}, token=other.token)
     assert node["data"]["node"]["displayName"] == "Uusi Nimi"
 
     # A second change adds to the history.
@@ -326,8 +177,7 @@ async def test_update_profile_with_nothing_is_refused(server: Server) -> None:
 
 async def test_update_profile_needs_sign_in(server: Server) -> None:
     body = await server.gql(UPDATE_PROFILE, {"input": {"displayName": "Kuka Tahansa"}})
-    assert body.get("errors"), body
-    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", body
+    assert_unauthenticated(body)
 
 
 async def test_language_change_reaches_contacts_and_later_emails(server: Server) -> None:
@@ -378,17 +228,8 @@ async def test_language_change_reaches_contacts_and_later_emails(server: Server)
 
 async def test_display_name_change_needs_current_rules(server: Server) -> None:
     account = await member(server, displayName="Ennen Sääntöjä")
-    admin = await admin_account(server)
-    published = await mutate(
-        server,
-        PUBLISH_RULES,
-        "publishRules",
-        {"input": {"textFi": "Säännöt 2", "textSv": "Regler 2", "textEn": "Rules 2"}},
-        token=admin.token,
-    )
-    assert published["__typename"] == "PublishRulesSuccess", published
-    assert published["rules"]["version"] == 2
-    new_id = published["rules"]["id"]
+    admin = await staff(server, "admin")
+    new_id = (await publish_rules(server, admin, 2))["id"]  # asserts success and version 2
 
     me = await me_of(server, account.token)
     assert me is not None and me["mustAcceptRules"] is True
@@ -418,7 +259,7 @@ async def test_display_name_change_needs_current_rules(server: Server) -> None:
 
 async def test_change_password(server: Server) -> None:
     account = await member(server)
-    other_token = await second_session(server, account)
+    other_token = await sign_in(server, account.login_name)
     assert await Session.filter(member_id=account.member_id).count() == 2
 
     wrong = await mutate(
@@ -557,7 +398,7 @@ async def test_email_change(server: Server) -> None:
 async def test_password_reset_answers_alike_and_resets(server: Server) -> None:
     email = distinctive_email()
     account = await member(server, email=email)
-    other_token = await second_session(server, account)
+    other_token = await sign_in(server, account.login_name)
     server.smtp.clear()
 
     known = await server.gql(REQUEST_PASSWORD_RESET, {"email": email})
@@ -679,7 +520,7 @@ async def test_resign_erases_personal_data_and_leaves_a_tombstone(server: Server
     pending_email = distinctive_email()
     fi_viewer = await member(server, language="FI")
     en_viewer = await member(server, language="EN")
-    admin = await admin_account(server)
+    admin = await staff(server, "admin")
     account = await member(server, email=email, displayName="Katoava Kissa")
     original_login = account.login_name
 
@@ -764,7 +605,7 @@ async def test_resign_erases_personal_data_and_leaves_a_tombstone(server: Server
     assert row.ended_at is not None
 
     # Others see a neutral former member, in their own language.
-    fi_view = await server.gql(MEMBER_NODE, {"id": account.gid}, token=fi_viewer.token)
+    fi_view = await server.gql(NODE, {"id": account.gid}, token=fi_viewer.token)
     assert fi_view["data"]["node"] == {
         "__typename": "Member",
         "id": account.gid,
@@ -772,7 +613,7 @@ async def test_resign_erases_personal_data_and_leaves_a_tombstone(server: Server
         "isFormerMember": True,
         "staffBadge": None,
     }
-    en_view = await server.gql(MEMBER_NODE, {"id": account.gid}, token=en_viewer.token)
+    en_view = await server.gql(NODE, {"id": account.gid}, token=en_viewer.token)
     assert en_view["data"]["node"]["displayName"] == "former member"
     assert en_view["data"]["node"]["isFormerMember"] is True
 

@@ -27,39 +27,23 @@ from tests.helpers import (
     LOGIN,
     PASSWORD,
     REGISTER,
+    REQUEST_PASSWORD_RESET,
+    VERIFY_EMAIL,
     current_rules_id,
+    emailed_token,
     login,
+    publish_rules,
     register,
+    staff,
     unique,
 )
 from tests.smtp import body_of, token_in
-
-PUBLISH_RULES = """
-mutation Publish($input: PublishRulesInput!) {
-  publishRules(input: $input) {
-    __typename
-    ... on PublishRulesSuccess { rules { id version } }
-    ... on Error { code message }
-  }
-}
-"""
 
 # Every table a registration writes to, per register.
 WRITTEN_TABLES = {
     "community": ("member", "rules_acceptance", "name_history", "audit_entry"),
     "contacts": ("contact", "consent", "email_token", "outbox_message"),
 }
-
-VERIFY = """
-mutation Verify($token: String!) {
-  verifyEmail(token: $token) {
-    __typename
-    ... on VerifyEmailSuccess { member { id displayName isFormerMember } }
-    ... on Error { code message }
-    ... on InputError { field }
-  }
-}
-"""
 
 VERIFY_SUBJECTS = {
     "FI": "Vahvista sähköpostiosoitteesi",
@@ -131,22 +115,6 @@ async def assert_all_refused(server: Server, cases: list[Case]) -> None:
             }
             failures.append(f"{shown} -> expected {code}/{field}: {str(exc).splitlines()[0]}")
     assert not failures, "\n".join(failures)
-
-
-async def verify_token_for(server: Server, email: str) -> str:
-    return token_in(await server.smtp.wait_for(email, "verify"))
-
-
-async def admin_token(server: Server) -> str:
-    """A signed-in operator admin (created as the CLI does, then signed in over the API)."""
-    from resolvers.accounts import do_create_staff
-
-    name = unique("opsboss")
-    await do_create_staff("admin", name, unique("Ops Boss "), PASSWORD)
-    signed_in = await login(server, name)
-    assert signed_in["__typename"] == "LoginSuccess", signed_in
-    token: str = signed_in["token"]
-    return token
 
 
 def set_today(day: date) -> None:
@@ -254,8 +222,8 @@ async def test_only_verified_members_can_sign_in(server: Server) -> None:
     by_email = await login(server, data["email"])
     assert by_email["code"] == "INVALID_CREDENTIALS"
 
-    token = await verify_token_for(server, data["email"])
-    verified = await server.gql(VERIFY, {"token": token})
+    token = await emailed_token(server, data["email"], "verify")
+    verified = await server.gql(VERIFY_EMAIL, {"token": token})
     result = verified["data"]["verifyEmail"]
     assert result["__typename"] == "VerifyEmailSuccess", verified
     assert result["member"]["displayName"] == "Vahvistamaton Vieras"
@@ -277,10 +245,10 @@ async def test_only_verified_members_can_sign_in(server: Server) -> None:
 async def test_verification_token_is_single_use(server: Server) -> None:
     data = registration()
     await register(server, **data)
-    token = await verify_token_for(server, data["email"])
-    first = await server.gql(VERIFY, {"token": token})
+    token = await emailed_token(server, data["email"], "verify")
+    first = await server.gql(VERIFY_EMAIL, {"token": token})
     assert first["data"]["verifyEmail"]["__typename"] == "VerifyEmailSuccess"
-    second = await server.gql(VERIFY, {"token": token})
+    second = await server.gql(VERIFY_EMAIL, {"token": token})
     result = second["data"]["verifyEmail"]
     assert result["__typename"] == "InputError", second
     assert result["code"] == "TOKEN_INVALID"
@@ -292,9 +260,9 @@ async def test_verification_token_is_single_use(server: Server) -> None:
 async def test_verification_token_expires(server: Server) -> None:
     data = registration()
     await register(server, **data)
-    token = await verify_token_for(server, data["email"])
+    token = await emailed_token(server, data["email"], "verify")
     clock.move(timedelta(hours=server.settings.verify_token_hours, seconds=1))
-    body = await server.gql(VERIFY, {"token": token})
+    body = await server.gql(VERIFY_EMAIL, {"token": token})
     result = body["data"]["verifyEmail"]
     assert result["__typename"] == "InputError", body
     assert result["code"] == "TOKEN_INVALID"
@@ -307,16 +275,16 @@ async def test_verification_token_expires(server: Server) -> None:
 async def test_verification_token_valid_until_just_before_expiry(server: Server) -> None:
     data = registration()
     await register(server, **data)
-    token = await verify_token_for(server, data["email"])
+    token = await emailed_token(server, data["email"], "verify")
     clock.move(timedelta(hours=server.settings.verify_token_hours) - timedelta(minutes=1))
-    body = await server.gql(VERIFY, {"token": token})
+    body = await server.gql(VERIFY_EMAIL, {"token": token})
     assert body["data"]["verifyEmail"]["__typename"] == "VerifyEmailSuccess", body
 
 
 async def test_verification_token_stored_only_as_hash(server: Server) -> None:
     data = registration()
     await register(server, **data)
-    token = await verify_token_for(server, data["email"])
+    token = await emailed_token(server, data["email"], "verify")
     for value in await dbtools.text_values("contacts") + await dbtools.text_values("community"):
         assert token not in value
     row = await EmailToken.get()
@@ -324,13 +292,13 @@ async def test_verification_token_stored_only_as_hash(server: Server) -> None:
     assert re.fullmatch(r"[0-9a-f]{64}", row.token_hash)
     assert row.token_hash != token
     # The stored hash still identifies the token: verification works.
-    body = await server.gql(VERIFY, {"token": token})
+    body = await server.gql(VERIFY_EMAIL, {"token": token})
     assert body["data"]["verifyEmail"]["__typename"] == "VerifyEmailSuccess"
 
 
 async def test_unknown_verification_tokens(server: Server) -> None:
     for token in ("", "not-a-real-token", "x" * 5000, "token=abc"):
-        body = await server.gql(VERIFY, {"token": token})
+        body = await server.gql(VERIFY_EMAIL, {"token": token})
         result = body["data"]["verifyEmail"]
         assert result["__typename"] == "InputError", (token[:20], body)
         assert (result["code"], result["field"]) == ("TOKEN_INVALID", "token")
@@ -340,12 +308,9 @@ async def test_token_of_other_purpose_does_not_verify(server: Server) -> None:
     data = registration()
     await register(server, **data)
     # A password-reset link for the same (pending) address is not a verification link.
-    await server.gql(
-        "mutation R($e: String!) { requestPasswordReset(email: $e) { __typename } }",
-        {"e": data["email"]},
-    )
-    reset = token_in(await server.smtp.wait_for(data["email"], "reset_password"))
-    body = await server.gql(VERIFY, {"token": reset})
+    await server.gql(REQUEST_PASSWORD_RESET, {"email": data["email"]})
+    reset = await emailed_token(server, data["email"], "reset_password")
+    body = await server.gql(VERIFY_EMAIL, {"token": reset})
     assert body["data"]["verifyEmail"]["code"] == "TOKEN_INVALID", body
     assert (await Member.get(login_key=data["loginName"].lower())).status == MemberStatus.PENDING
 
@@ -384,8 +349,8 @@ async def test_second_registration_with_same_email_reveals_nothing(server: Serve
     assert len(server.smtp.sent_to("aino.virtanen@example.com", "verify")) == 1
 
     # The first registration is untouched: its link still works and its owner signs in.
-    token = await verify_token_for(server, "aino.virtanen@example.com")
-    verified = await server.gql(VERIFY, {"token": token})
+    token = await emailed_token(server, "aino.virtanen@example.com", "verify")
+    verified = await server.gql(VERIFY_EMAIL, {"token": token})
     assert verified["data"]["verifyEmail"]["__typename"] == "VerifyEmailSuccess"
     assert (await login(server, first["loginName"]))["__typename"] == "LoginSuccess"
     assert (await login(server, second["loginName"]))["code"] == "INVALID_CREDENTIALS"
@@ -484,24 +449,17 @@ async def test_under_age_refused_for_a_known_email_too(server: Server) -> None:
 
 async def test_rules_version_must_be_the_current_one(server: Server) -> None:
     old_id = await current_rules_id(server)
-    admin = await admin_token(server)
-    published = await server.gql(
-        PUBLISH_RULES,
-        {"input": {"textFi": "Säännöt 2", "textSv": "Regler 2", "textEn": "Rules 2"}},
-        token=admin,
-    )
-    new = published["data"]["publishRules"]
-    assert new["__typename"] == "PublishRulesSuccess", published
-    assert new["rules"]["version"] == 2
+    admin = await staff(server, "admin")
+    new_rules = await publish_rules(server, admin, 2)  # asserts success and version 2
 
     await assert_refused(server, "RULES_NOT_CURRENT", "rulesVersionId", rulesVersionId=old_id)
 
     data = registration()
-    result = await register(server, **data, rulesVersionId=new["rules"]["id"])
+    result = await register(server, **data, rulesVersionId=new_rules["id"])
     assert result["__typename"] == "RegisterSuccess"
     row = await Member.get(login_key=data["loginName"].lower())
     acceptance = await RulesAcceptance.get(member_id=row.id)
-    assert acceptance.rules_id == int(GlobalID.from_id(new["rules"]["id"]).node_id)  # type: ignore[attr-defined]
+    assert acceptance.rules_id == int(GlobalID.from_id(new_rules["id"]).node_id)  # type: ignore[attr-defined]
     consent = await Consent.get(kind="rules")
     assert consent.version == "2"
 
@@ -679,8 +637,8 @@ async def test_password_containing_login_name_refused(server: Server) -> None:
 async def test_ten_character_password_accepted(server: Server) -> None:
     data = registration(password="k7#Vq2!mZp")
     assert (await register(server, **data))["__typename"] == "RegisterSuccess"
-    token = await verify_token_for(server, data["email"])
-    await server.gql(VERIFY, {"token": token})
+    token = await emailed_token(server, data["email"], "verify")
+    await server.gql(VERIFY_EMAIL, {"token": token})
     assert (await login(server, data["loginName"], "k7#Vq2!mZp"))["__typename"] == "LoginSuccess"
     wrong = await login(server, data["loginName"], "k7#Vq2!mZP")
     assert wrong["code"] == "INVALID_CREDENTIALS"
@@ -747,7 +705,7 @@ async def test_refused_registration_leaves_names_and_address_free(server: Server
         server, "PASSWORD_TOO_COMMON", "password", **{**data, "password": "password123"}
     )
     assert (await register(server, **data))["__typename"] == "RegisterSuccess"
-    await verify_token_for(server, data["email"])
+    await emailed_token(server, data["email"], "verify")
     assert await OutboxMessage.filter(template="verify").count() == 1
 
 
@@ -780,7 +738,7 @@ async def test_error_messages_follow_accept_language(server: Server) -> None:
 
 
 async def test_verify_error_message_follows_accept_language(server: Server) -> None:
-    body = await server.gql(VERIFY, {"token": "nope"}, headers={"Accept-Language": "sv"})
+    body = await server.gql(VERIFY_EMAIL, {"token": "nope"}, headers={"Accept-Language": "sv"})
     result = body["data"]["verifyEmail"]
     assert result["message"] == MESSAGES[Code.TOKEN_INVALID]["sv"]
     body = await server.gql(

@@ -38,14 +38,23 @@ from subscriptions.bus import get_bus, set_bus
 from tests import dbtools
 from tests.conftest import RULES_TEXT, Server
 from tests.helpers import (
+    ACCEPT_RULES,
+    LOGOUT,
     ME,
+    NOTIFICATIONS,
     PASSWORD,
-    Account,
+    PUBLISH_RULES,
+    RESIGN,
     assert_no_permission,
+    assert_unauthenticated,
+    current_rules_id,
     member,
+    publish_rules,
     register,
+    rules_input,
     staff,
     unique,
+    update_profile,
 )
 
 TRANSPORT_WS = "graphql-transport-ws"
@@ -66,58 +75,6 @@ query Rules($first: Int!, $after: String) {
 
 RULES_TEXT_ONLY = "{ rules { current { version text } } }"
 
-CURRENT_RULES_ID = "{ rules { current { id } } }"
-
-PUBLISH_RULES = """
-mutation Publish($input: PublishRulesInput!) {
-  publishRules(input: $input) {
-    __typename
-    ... on PublishRulesSuccess { rules { id version textFi textSv textEn text } }
-    ... on Error { code message }
-    ... on InputError { field }
-  }
-}
-"""
-
-ACCEPT_RULES = """
-mutation Accept($versionId: ID!) {
-  acceptRules(versionId: $versionId) {
-    __typename
-    ... on AcceptRulesSuccess { rules { id version } }
-    ... on Error { code message }
-    ... on InputError { field }
-  }
-}
-"""
-
-UPDATE_PROFILE = """
-mutation Update($input: UpdateProfileInput!) {
-  updateProfile(input: $input) {
-    __typename
-    ... on UpdateProfileSuccess { me { displayName mustAcceptRules } }
-    ... on Error { code message }
-    ... on InputError { field }
-  }
-}
-"""
-
-RESIGN = """
-mutation Resign($password: String!) {
-  resign(password: $password) { __typename ... on Error { code } }
-}
-"""
-
-LOGOUT = "mutation { logout { __typename ... on Error { code } } }"
-
-NOTIFICATIONS = """
-query Notifications($first: Int!, $after: String, $unreadOnly: Boolean! = false) {
-  notifications(first: $first, after: $after, unreadOnly: $unreadOnly) {
-    edges { cursor node { id position kind subjectId read createdAt } }
-    pageInfo { hasNextPage endCursor }
-  }
-}
-"""
-
 MARK_READ = "mutation Mark($upTo: Int) { markNotificationsRead(upTo: $upTo) }"
 
 NOTIFICATIONS_SUBSCRIPTION = "subscription { notifications { position kind subjectId } }"
@@ -128,20 +85,6 @@ subscription Resume($after: Int) { notifications(after: $after) { position kind 
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def texts(n: int) -> dict[str, str]:
-    return {"textFi": f"Säännöt {n}", "textSv": f"Regler {n}", "textEn": f"Rules {n}"}
-
-
-async def publish(server: Server, admin: Account, n: int) -> dict[str, Any]:
-    """Publish rules over HTTP as `admin`; returns the new RulesVersion."""
-    body = await server.gql(PUBLISH_RULES, {"input": texts(n)}, token=admin.token)
-    assert "errors" not in body, body
-    result = body["data"]["publishRules"]
-    assert result["__typename"] == "PublishRulesSuccess", result
-    rules: dict[str, Any] = result["rules"]
-    return rules
 
 
 def db_id(global_id: str, type_name: str) -> int:
@@ -325,7 +268,7 @@ async def test_publish_rules_increments_version_audits_and_notifies_active_membe
     pending = await Member.get(login_key=pending_login)
     assert pending.status == MemberStatus.PENDING
 
-    rules = await publish(server, admin, 2)
+    rules = await publish_rules(server, admin, 2)
 
     assert rules["version"] == 2
     assert (rules["textFi"], rules["textSv"], rules["textEn"]) == (
@@ -361,7 +304,7 @@ async def test_publish_rules_increments_version_audits_and_notifies_active_membe
 @pytest.mark.parametrize("role", ["member", "moderator", "researcher"])
 async def test_publish_rules_is_forbidden_for_non_admins(server: Server, role: str) -> None:
     account = await member(server) if role == "member" else await staff(server, role)
-    body = await server.gql(PUBLISH_RULES, {"input": texts(2)}, token=account.token)
+    body = await server.gql(PUBLISH_RULES, {"input": rules_input(2)}, token=account.token)
     assert_no_permission(body, "FORBIDDEN")
     assert body.get("data") is None or body["data"].get("publishRules") is None
     assert await RulesVersion.all().count() == 1
@@ -369,8 +312,8 @@ async def test_publish_rules_is_forbidden_for_non_admins(server: Server, role: s
 
 
 async def test_publish_rules_anonymous_is_unauthenticated(server: Server) -> None:
-    body = await server.gql(PUBLISH_RULES, {"input": texts(2)})
-    assert_no_permission(body, "UNAUTHENTICATED")
+    body = await server.gql(PUBLISH_RULES, {"input": rules_input(2)})
+    assert_unauthenticated(body)
     assert await RulesVersion.all().count() == 1
 
 
@@ -381,7 +324,7 @@ async def test_publish_rules_with_an_empty_text_publishes_nothing(server: Server
     for field in ("textFi", "textSv", "textEn"):
         for empty in ("", "  \n\t "):
             body = await server.gql(
-                PUBLISH_RULES, {"input": {**texts(2), field: empty}}, token=admin.token
+                PUBLISH_RULES, {"input": {**rules_input(2), field: empty}}, token=admin.token
             )
             assert "errors" not in body, body
             result = body["data"]["publishRules"]
@@ -404,8 +347,8 @@ async def test_member_reads_but_cannot_write_until_the_new_rules_are_accepted(
 ) -> None:
     admin = await staff(server, "admin")
     account = await member(server, language="EN")
-    old_rules_id = (await server.gql(CURRENT_RULES_ID))["data"]["rules"]["current"]["id"]
-    new_rules = await publish(server, admin, 2)
+    old_rules_id = await current_rules_id(server)
+    new_rules = await publish_rules(server, admin, 2)
 
     me = await server.gql(ME, token=account.token)
     assert me["data"]["me"]["mustAcceptRules"] is True
@@ -418,10 +361,7 @@ async def test_member_reads_but_cannot_write_until_the_new_rules_are_accepted(
     ]
 
     # Writing a new public name does not.
-    blocked = await server.gql(
-        UPDATE_PROFILE, {"input": {"displayName": "Uusi Nimi"}}, token=account.token
-    )
-    result = blocked["data"]["updateProfile"]
+    result = await update_profile(server, account.token, displayName="Uusi Nimi")
     assert result["__typename"] == "NotAllowedError", result
     assert result["code"] == "RULES_NOT_ACCEPTED"
     assert result["message"] == "The community rules have changed. Accept them to continue writing."
@@ -451,10 +391,8 @@ async def test_member_reads_but_cannot_write_until_the_new_rules_are_accepted(
 
     me = await server.gql(ME, token=account.token)
     assert me["data"]["me"]["mustAcceptRules"] is False
-    allowed = await server.gql(
-        UPDATE_PROFILE, {"input": {"displayName": "Uusi Nimi"}}, token=account.token
-    )
-    assert allowed["data"]["updateProfile"]["__typename"] == "UpdateProfileSuccess", allowed
+    allowed = await update_profile(server, account.token, displayName="Uusi Nimi")
+    assert allowed["__typename"] == "UpdateProfileSuccess", allowed
     assert (await Member.get(id=account.member_id)).display_name == "Uusi Nimi"
 
 
@@ -464,9 +402,9 @@ async def test_accept_rules_refuses_other_ids_and_anonymous(server: Server) -> N
         ACCEPT_RULES, {"versionId": account.gid}, token=account.token
     )  # a Member id, not a RulesVersion id
     assert not_rules["data"]["acceptRules"]["code"] == "RULES_NOT_CURRENT", not_rules
-    rules_id = (await server.gql(CURRENT_RULES_ID))["data"]["rules"]["current"]["id"]
+    rules_id = await current_rules_id(server)
     anonymous = await server.gql(ACCEPT_RULES, {"versionId": rules_id})
-    assert_no_permission(anonymous, "UNAUTHENTICATED")
+    assert_unauthenticated(anonymous)
     assert await RulesAcceptance.filter(member_id=account.member_id).count() == 1
 
 
@@ -474,15 +412,13 @@ async def test_accept_rules_refuses_other_ids_and_anonymous(server: Server) -> N
 async def test_staff_are_never_blocked_by_the_rules_gate(server: Server, role: str) -> None:
     admin = await staff(server, "admin")
     account = admin if role == "admin" else await staff(server, role)
-    await publish(server, admin, 2)
+    await publish_rules(server, admin, 2)
     me = await server.gql(ME, token=account.token)
     assert me["data"]["me"]["mustAcceptRules"] is False
     assert not await RulesAcceptance.filter(member_id=account.member_id).exists()
     new_name = unique("Tiimi Uusi ")
-    body = await server.gql(
-        UPDATE_PROFILE, {"input": {"displayName": new_name}}, token=account.token
-    )
-    assert body["data"]["updateProfile"]["__typename"] == "UpdateProfileSuccess", body
+    renamed = await update_profile(server, account.token, displayName=new_name)
+    assert renamed["__typename"] == "UpdateProfileSuccess", renamed
     assert (await Member.get(id=account.member_id)).display_name == new_name
 
 
@@ -493,7 +429,7 @@ async def test_notifications_query_and_mark_read(server: Server) -> None:
     admin = await staff(server, "admin")
     account = await member(server)
     other = await member(server)
-    published = [await publish(server, admin, n) for n in (2, 3, 4)]
+    published = [await publish_rules(server, admin, n) for n in (2, 3, 4)]
 
     body = await server.gql(NOTIFICATIONS, {"first": 2}, token=account.token)
     assert "errors" not in body, body
@@ -549,8 +485,8 @@ async def test_notifications_query_and_mark_read(server: Server) -> None:
 
 
 async def test_notifications_need_sign_in(server: Server) -> None:
-    assert_no_permission(await server.gql(NOTIFICATIONS, {"first": 5}), "UNAUTHENTICATED")
-    assert_no_permission(await server.gql(MARK_READ, {}), "UNAUTHENTICATED")
+    assert_unauthenticated(await server.gql(NOTIFICATIONS, {"first": 5}))
+    assert_unauthenticated(await server.gql(MARK_READ, {}))
 
 
 # ---------------------------------------------------------------- notifications over websockets
@@ -562,7 +498,7 @@ async def test_subscription_receives_rules_changed_live(server: Server) -> None:
     async with ws_client(server, {"authorization": f"Bearer {account.token}"}) as client:
         await client.subscribe("n1", NOTIFICATIONS_SUBSCRIPTION)
         await wait_until_listening(server, account.member_id)
-        rules = await publish(server, admin, 2)
+        rules = await publish_rules(server, admin, 2)
         notice = await client.next_notification("n1")
         assert notice["kind"] == "RULES_CHANGED"
         assert notice["subjectId"] == rules["id"]
@@ -579,13 +515,13 @@ async def test_subscription_resumes_after_a_position_without_gap_or_duplicate(
     async with ws_client(server, {"token": account.token}) as client:
         await client.subscribe("live", NOTIFICATIONS_SUBSCRIPTION)
         await wait_until_listening(server, account.member_id)
-        v2 = await publish(server, admin, 2)
+        v2 = await publish_rules(server, admin, 2)
         seen = await client.next_notification("live")
         assert seen["subjectId"] == v2["id"]
 
     # Two more while disconnected.
-    v3 = await publish(server, admin, 3)
-    v4 = await publish(server, admin, 4)
+    v3 = await publish_rules(server, admin, 3)
+    v4 = await publish_rules(server, admin, 4)
 
     async with ws_client(server, {"token": account.token}) as client:
         await client.subscribe(
@@ -598,7 +534,7 @@ async def test_subscription_resumes_after_a_position_without_gap_or_duplicate(
         rows = await Notification.filter(member_id=account.member_id).order_by("id")
         assert [r.id for r in rows] == positions
 
-        v5 = await publish(server, admin, 5)
+        v5 = await publish_rules(server, admin, 5)
         live = await client.next_notification("resume")
         assert live["subjectId"] == v5["id"]
         assert live["position"] > positions[-1]
@@ -640,7 +576,7 @@ async def test_subscribing_without_auth_gives_an_unauthenticated_error(server: S
         assert message["type"] == "error", message
         assert message["id"] == "anon"
         assert message["payload"][0]["extensions"]["code"] == "UNAUTHENTICATED"
-        await publish(server, admin, 2)
+        await publish_rules(server, admin, 2)
         await client.expect_silence(0.5)
 
 
@@ -651,13 +587,13 @@ async def test_legacy_graphql_ws_protocol_delivers_a_notification(server: Server
     async with ws_client(server, payload, protocol=LEGACY_WS) as client:
         await client.subscribe("old", NOTIFICATIONS_SUBSCRIPTION)
         await wait_until_listening(server, account.member_id)
-        rules = await publish(server, admin, 2)
+        rules = await publish_rules(server, admin, 2)
         notice = await client.next_notification("old")
         assert notice["kind"] == "RULES_CHANGED"
         assert notice["subjectId"] == rules["id"]
         await client.stop("old")
         # After `stop`, nothing more is delivered for that id.
-        await publish(server, admin, 3)
+        await publish_rules(server, admin, 3)
         try:
             message = await client.receive(timeout=0.5)
         except TimeoutError:

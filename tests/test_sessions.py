@@ -20,18 +20,25 @@ from models.community import LoginThrottle, Member, MemberStatus, Session
 from resolvers import clock
 from tests import dbtools
 from tests.conftest import Server
-from tests.helpers import LOGIN, ME, PASSWORD, VERIFY_EMAIL, login, member, register, unique
-from tests.smtp import token_in
-
-LOGOUT = """
-mutation Logout {
-  logout {
-    __typename
-    ... on Done { ok }
-    ... on Error { code message }
-  }
-}
-"""
+from tests.helpers import (
+    CHANGE_PASSWORD,
+    LOGIN,
+    LOGOUT,
+    ME,
+    MY_SESSIONS,
+    PASSWORD,
+    RESIGN,
+    REVOKE_SESSION,
+    VERIFY_EMAIL,
+    assert_unauthenticated,
+    emailed_token,
+    login,
+    me_of,
+    member,
+    register,
+    sign_in,
+    unique,
+)
 
 LOGOUT_EVERYWHERE = """
 mutation LogoutEverywhere {
@@ -43,67 +50,10 @@ mutation LogoutEverywhere {
 }
 """
 
-REVOKE_SESSION = """
-mutation Revoke($id: ID!) {
-  revokeSession(id: $id) {
-    __typename
-    ... on Done { ok }
-    ... on Error { code message }
-  }
-}
-"""
-
-CHANGE_PASSWORD = """
-mutation ChangePassword($input: ChangePasswordInput!) {
-  changePassword(input: $input) {
-    __typename
-    ... on Done { ok }
-    ... on Error { code message }
-    ... on InputError { field }
-  }
-}
-"""
-
-RESIGN = """
-mutation Resign($password: String!) {
-  resign(password: $password) {
-    __typename
-    ... on Done { ok }
-    ... on Error { code message }
-  }
-}
-"""
-
-MY_SESSIONS = """
-query MySessions($first: Int!, $after: String) {
-  me {
-    sessions(first: $first, after: $after) {
-      edges { cursor node { __typename id current lastSeenAt createdAt expiresAt } }
-      pageInfo { hasNextPage endCursor }
-    }
-  }
-}
-"""
-
 NEW_PASSWORD = "violet lantern under quiet snow"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-async def sign_in(server: Server, identifier: str, password: str = PASSWORD) -> str:
-    """Log in and return the new session's token (asserts success)."""
-    result = await login(server, identifier, password)
-    assert result["__typename"] == "LoginSuccess", result
-    token: str = result["token"]
-    return token
-
-
-async def me_of(server: Server, token: str) -> dict[str, Any] | None:
-    body = await server.gql(ME, token=token)
-    assert "errors" not in body, body
-    me: dict[str, Any] | None = body["data"]["me"]
-    return me
 
 
 async def session_row(token: str) -> Session | None:
@@ -129,11 +79,6 @@ async def all_sessions(server: Server, token: str, page: int) -> list[dict[str, 
         after = conn["pageInfo"]["endCursor"]
         assert after
     raise AssertionError("pagination did not end")
-
-
-def assert_unauthenticated(body: dict[str, Any]) -> None:
-    assert body.get("errors"), body
-    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", body
 
 
 def assert_rate_limited(result: dict[str, Any], window_seconds: int) -> None:
@@ -179,7 +124,7 @@ async def test_login_with_email_in_any_case(server: Server) -> None:
         server, email=email, loginName=login_name, displayName=f"Sekoitus {n}"
     )
     assert registered["__typename"] == "RegisterSuccess", registered
-    link = token_in(await server.smtp.wait_for(email.lower(), "verify"))
+    link = await emailed_token(server, email.lower(), "verify")
     verified = await server.gql(VERIFY_EMAIL, {"token": link})
     assert verified["data"]["verifyEmail"]["__typename"] == "VerifyEmailSuccess", verified
     row = await Member.get(login_key=login_name)
