@@ -81,6 +81,12 @@ class Settings:
     login_max_failures_account: int = 5
     login_max_failures_address: int = 20
     login_window_seconds: int = 900
+    # Discussions.
+    post_max_length: int = 5000
+    edit_window_minutes: int = 15
+    posts_per_minute: int = 6
+    posts_per_hour: int = 60
+    typing_interval_seconds: float = 2.0
     # Request limits.
     max_body_bytes: int = 256 * 1024
     max_query_depth: int = 12
@@ -138,7 +144,7 @@ def tortoise_config(community_url: str, contacts_url: str, pool_max: int = 10) -
         },
         "apps": {
             "community": {
-                "models": ["models.community"],
+                "models": ["models.community", "models.discussions"],
                 "default_connection": "community",
                 "migrations": "models.migrations.community",
             },
@@ -207,6 +213,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             "LOGIN_MAX_FAILURES_ADDRESS", Settings.login_max_failures_address
         ),
         login_window_seconds=integer("LOGIN_WINDOW_SECONDS", Settings.login_window_seconds),
+        post_max_length=integer("POST_MAX_LENGTH", Settings.post_max_length),
+        edit_window_minutes=integer("EDIT_WINDOW_MINUTES", Settings.edit_window_minutes),
+        posts_per_minute=integer("POSTS_PER_MINUTE", Settings.posts_per_minute),
+        posts_per_hour=integer("POSTS_PER_HOUR", Settings.posts_per_hour),
         max_body_bytes=integer("MAX_BODY_BYTES", Settings.max_body_bytes),
         trust_proxy_headers=_bool(get("TRUST_PROXY_HEADERS", "false")),
         allowed_origins=origins,

@@ -181,3 +181,32 @@ class LoginThrottle(Model):
 
     class Meta:
         table = "login_throttle"
+
+
+class MemberGroup(Model):
+    """A named set of members: restricts discussion areas, and targets studies."""
+
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=100, unique=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    created_by_id = fields.IntField(null=True)
+
+    class Meta:
+        table = "member_group"
+
+
+class GroupMembership(Model):
+    """One member in one group."""
+
+    id = fields.IntField(primary_key=True)
+    group: fields.ForeignKeyRelation[MemberGroup] = fields.ForeignKeyField(
+        "community.MemberGroup", related_name="memberships", on_delete=fields.CASCADE
+    )
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "community.Member", related_name="group_memberships", on_delete=fields.CASCADE
+    )
+    added_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "group_membership"
+        unique_together = (("group", "member"),)

@@ -42,6 +42,14 @@ class Code(StrEnum):
     REASON_REQUIRED = "REASON_REQUIRED"
     TEXT_TOO_LONG = "TEXT_TOO_LONG"
     INVALID_ROLE = "INVALID_ROLE"
+    TEXT_EMPTY = "TEXT_EMPTY"
+    REPLY_TOO_DEEP = "REPLY_TOO_DEEP"
+    EDIT_WINDOW_CLOSED = "EDIT_WINDOW_CLOSED"
+    NOT_AUTHOR = "NOT_AUTHOR"
+    POST_REMOVED = "POST_REMOVED"
+    TOO_MANY_POSTS = "TOO_MANY_POSTS"
+    STAFF_STARTS_THREADS = "STAFF_STARTS_THREADS"
+    CLIENT_KEY_INVALID = "CLIENT_KEY_INVALID"
 
 
 KIND = {
@@ -49,6 +57,11 @@ KIND = {
     Code.INVALID_CREDENTIALS: ErrorKind.NOT_ALLOWED,
     Code.NOT_FOUND: ErrorKind.NOT_ALLOWED,
     Code.TOO_MANY_ATTEMPTS: ErrorKind.RATE_LIMITED,
+    Code.TOO_MANY_POSTS: ErrorKind.RATE_LIMITED,
+    Code.EDIT_WINDOW_CLOSED: ErrorKind.NOT_ALLOWED,
+    Code.NOT_AUTHOR: ErrorKind.NOT_ALLOWED,
+    Code.POST_REMOVED: ErrorKind.NOT_ALLOWED,
+    Code.STAFF_STARTS_THREADS: ErrorKind.NOT_ALLOWED,
 }
 
 MESSAGES: dict[Code, dict[str, str]] = {
@@ -181,6 +194,46 @@ MESSAGES: dict[Code, dict[str, str]] = {
         "en": "Unknown role.",
         "fi": "Tuntematon rooli.",
         "sv": "Okänd roll.",
+    },
+    Code.TEXT_EMPTY: {
+        "en": "Write something first.",
+        "fi": "Kirjoita ensin jotain.",
+        "sv": "Skriv något först.",
+    },
+    Code.REPLY_TOO_DEEP: {
+        "en": "Replies can nest at most {max} levels. Reply higher up instead.",
+        "fi": "Vastauksia voi ketjuttaa enintään {max} tasoa. Vastaa ylemmälle tasolle.",
+        "sv": "Svar kan kedjas i högst {max} nivåer. Svara högre upp i stället.",
+    },
+    Code.EDIT_WINDOW_CLOSED: {
+        "en": "Posts can be edited for {minutes} minutes after posting.",
+        "fi": "Viestiä voi muokata {minutes} minuutin ajan lähettämisestä.",
+        "sv": "Inlägg kan redigeras i {minutes} minuter efter att de skickats.",
+    },
+    Code.NOT_AUTHOR: {
+        "en": "Only the author can do this.",
+        "fi": "Vain kirjoittaja voi tehdä tämän.",
+        "sv": "Endast skribenten kan göra detta.",
+    },
+    Code.POST_REMOVED: {
+        "en": "This post has been removed.",
+        "fi": "Tämä viesti on poistettu.",
+        "sv": "Det här inlägget har tagits bort.",
+    },
+    Code.TOO_MANY_POSTS: {
+        "en": "You are posting too fast. Try again in {retry_after} seconds.",
+        "fi": "Kirjoitat liian nopeasti. Yritä uudelleen {retry_after} sekunnin kuluttua.",
+        "sv": "Du skriver för snabbt. Försök igen om {retry_after} sekunder.",
+    },
+    Code.STAFF_STARTS_THREADS: {
+        "en": "In this area only staff start new threads.",
+        "fi": "Tällä alueella vain ylläpito aloittaa uusia keskusteluja.",
+        "sv": "I det här området startar endast personalen nya trådar.",
+    },
+    Code.CLIENT_KEY_INVALID: {
+        "en": "The client key must be 8 to 64 letters, digits, '-' or '_'.",
+        "fi": "Asiakasavaimessa on oltava 8–64 kirjainta, numeroa, '-' tai '_'.",
+        "sv": "Klientnyckeln måste ha 8–64 bokstäver, siffror, '-' eller '_'.",
     },
 }
 

@@ -17,6 +17,14 @@ from strawberry.types import ExecutionContext
 
 from config import Settings
 from schema.context import Info
+from schema.discussions import (
+    Area,
+    DiscussionsMutation,
+    DiscussionsQuery,
+    DiscussionsSubscription,
+    Post,
+    Thread,
+)
 from schema.limits import build_extensions, should_mask
 from schema.members import Member, MembersMutation, MembersQuery, Session
 from schema.notifications import (
@@ -32,7 +40,7 @@ log = logging.getLogger("community.graphql")
 
 
 @strawberry.type
-class Query(MembersQuery, RulesQuery, NotificationsQuery, PrivacyQuery):
+class Query(MembersQuery, RulesQuery, NotificationsQuery, PrivacyQuery, DiscussionsQuery):
     @strawberry.field(
         description="Any object by its global id; null when missing or not visible to you."
     )
@@ -46,16 +54,18 @@ class Query(MembersQuery, RulesQuery, NotificationsQuery, PrivacyQuery):
 
 
 @strawberry.type
-class Mutation(MembersMutation, RulesMutation, NotificationsMutation, PrivacyMutation):
+class Mutation(
+    MembersMutation, RulesMutation, NotificationsMutation, PrivacyMutation, DiscussionsMutation
+):
     pass
 
 
 @strawberry.type
-class Subscription(NotificationsSubscription):
+class Subscription(NotificationsSubscription, DiscussionsSubscription):
     pass
 
 
-NODE_TYPES = [Member, Session, RulesVersion, Notification, AuditEntry]
+NODE_TYPES = [Member, Session, RulesVersion, Notification, AuditEntry, Area, Thread, Post]
 
 
 class CommunitySchema(strawberry.Schema):

@@ -24,7 +24,9 @@ from subscriptions.notifications import notification_stream
 class Notification(relay.Node):
     id: relay.NodeID[int]
     position: int
-    kind: str = strawberry.field(description="For example RULES_CHANGED.")
+    kind: str = strawberry.field(
+        description="RULES_CHANGED (subject: the rules version) or REPLY (subject: the reply)."
+    )
     subject_id: relay.GlobalID | None = strawberry.field(
         description="The node the notice is about, if any."
     )
@@ -36,6 +38,8 @@ class Notification(relay.Node):
         subject = None
         if "rulesVersionId" in row.params:
             subject = relay.GlobalID("RulesVersion", str(row.params["rulesVersionId"]))
+        elif "postId" in row.params:
+            subject = relay.GlobalID("Post", str(row.params["postId"]))
         return cls(
             id=row.id,
             position=row.id,

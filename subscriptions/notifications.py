@@ -42,8 +42,10 @@ async def notification_stream(
             last = newest.id if newest else 0
         else:
             last = after
+        check_session = False
         while True:
-            if not await still_allowed():
+            # Re-check the session when told a session ended, and at every resync.
+            if check_session and not await still_allowed():
                 return
             rows = (
                 await Notification.filter(member_id=member_id, id__gt=last)
@@ -56,9 +58,10 @@ async def notification_stream(
             if len(rows) == PAGE:
                 continue
             try:
-                await asyncio.wait_for(queue.get(), timeout=RESYNC_SECONDS)
+                wake = [await asyncio.wait_for(queue.get(), timeout=RESYNC_SECONDS)]
             except TimeoutError:
-                pass
+                wake = [{"type": "resync"}]
             # Drain whatever else arrived: one database read serves them all.
             while not queue.empty():
-                queue.get_nowait()
+                wake.append(queue.get_nowait())
+            check_session = any(item.get("type") != "notification" for item in wake)

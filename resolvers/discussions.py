@@ -1,0 +1,465 @@
+"""Discussions: areas, threads, posts and replies, reactions, read positions.
+
+Every visible change appends a :class:`ThreadEvent` whose position is the
+thread's ``last_position`` + 1, taken under the thread row's lock in the same
+transaction (PostgreSQL: ``SELECT ... FOR UPDATE``; SQLite has one writer),
+so positions in a thread are gap-free and committed in order. After the
+commit the position is published on the thread's channel; subscribers read
+the events from the database, so a lost publish only delays delivery.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F, Q
+from tortoise.functions import Count
+from tortoise.queryset import QuerySet
+from tortoise.transactions import in_transaction
+
+from config import get_settings
+from models.community import GroupMembership, Member, MemberStatus, Notification, Role
+from models.discussions import (
+    Area,
+    EventKind,
+    Post,
+    PostEdit,
+    PostStatus,
+    Reaction,
+    ReactionKind,
+    ReadPosition,
+    Thread,
+    ThreadEvent,
+)
+from resolvers import audit, clock
+from resolvers.errors import Code, UserError
+from resolvers.formatting import clean_text
+from resolvers.rules import check_can_write
+from subscriptions.bus import get_bus
+from subscriptions.notifications import member_channel
+from subscriptions.threads import thread_channel, typing_channel
+
+MAX_DEPTH = 3
+TITLE_MAX = 200
+DESCRIPTION_MAX = 5000
+CLIENT_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+STAFF = (Role.MODERATOR, Role.RESEARCHER, Role.ADMIN)
+
+
+def is_staff(member: Member) -> bool:
+    return member.role in STAFF
+
+
+# --- access ---------------------------------------------------------------
+
+
+async def visible_areas(member: Member) -> QuerySet[Area]:
+    """Areas the member may see: open ones and those of their groups; staff see all."""
+    if is_staff(member):
+        return Area.all()
+    groups = await GroupMembership.filter(member_id=member.id).values_list("group_id", flat=True)
+    return Area.filter(Q(group_id__isnull=True) | Q(group_id__in=list(groups)))
+
+
+async def access_area(member: Member, area_id: int) -> Area:
+    # Missing and restricted areas get the same answer: restricted stays secret.
+    area = await (await visible_areas(member)).filter(id=area_id).first()
+    if area is None:
+        raise UserError(Code.NOT_FOUND)
+    return area
+
+
+async def access_thread(member: Member, thread_id: int) -> Thread:
+    thread = await Thread.get_or_none(id=thread_id)
+    if thread is None:
+        raise UserError(Code.NOT_FOUND)
+    await access_area(member, thread.area_id)  # type: ignore[attr-defined]
+    return thread
+
+
+async def access_post(member: Member, post_id: int) -> Post:
+    post = await Post.get_or_none(id=post_id)
+    if post is None:
+        raise UserError(Code.NOT_FOUND)
+    await access_thread(member, post.thread_id)  # type: ignore[attr-defined]
+    return post
+
+
+# --- checks ---------------------------------------------------------------
+
+
+def check_client_key(client_key: str) -> str:
+    if not CLIENT_KEY_RE.match(client_key):
+        raise UserError(Code.CLIENT_KEY_INVALID, field="clientKey")
+    return client_key
+
+
+async def check_post_rate(member: Member) -> None:
+    """Per-member write limits: posts per minute and per hour."""
+    if is_staff(member):
+        return
+    settings = get_settings()
+    now = clock.now()
+    for window, limit in ((60, settings.posts_per_minute), (3600, settings.posts_per_hour)):
+        since = now - timedelta(seconds=window)
+        recent = Post.filter(author_id=member.id, created_at__gt=since)
+        if await recent.count() >= limit:
+            oldest = await recent.order_by("created_at").first()
+            wait = window - int((now - oldest.created_at).total_seconds()) if oldest else window
+            raise UserError(Code.TOO_MANY_POSTS, retry_after=max(1, wait))
+
+
+# --- writes ---------------------------------------------------------------
+
+
+@dataclass
+class Published:
+    """What a write must publish after its commit."""
+
+    thread_id: int
+    position: int
+    notify_member_ids: tuple[int, ...] = ()
+
+
+async def _append_event(thread_id: int, kind: EventKind, post_id: int) -> int:
+    """Append one event (inside the caller's community transaction)."""
+    now = clock.now()
+    # The thread row is locked until commit, so positions are committed in order.
+    thread = await Thread.filter(id=thread_id).select_for_update().get()
+    position = thread.last_position + 1
+    await Thread.filter(id=thread_id).update(last_position=position, last_activity_at=now)
+    await ThreadEvent.create(thread_id=thread_id, position=position, kind=kind, post_id=post_id)
+    return position
+
+
+async def _publish(published: Published) -> None:
+    bus = get_bus()
+    await bus.publish(
+        thread_channel(published.thread_id),
+        {"type": "thread", "thread": published.thread_id, "position": published.position},
+    )
+    for member_id in published.notify_member_ids:
+        await bus.publish(member_channel(member_id), {"type": "notification"})
+
+
+async def _touch_activity(member: Member) -> None:
+    member.last_active_at = clock.now()
+    await Member.filter(id=member.id).update(last_active_at=member.last_active_at)
+
+
+async def do_create_area(
+    actor: Member,
+    titles: dict[str, str],
+    descriptions: dict[str, str],
+    group_id: int | None,
+    members_can_start_threads: bool,
+) -> Area:
+    if not is_staff(actor):
+        raise UserError(Code.NOT_FOUND)
+    for lang in ("fi", "sv", "en"):
+        titles[lang] = clean_text(titles[lang], TITLE_MAX, field=f"title{lang.title()}")
+        text = descriptions.get(lang, "")
+        descriptions[lang] = (
+            clean_text(text, DESCRIPTION_MAX, field=f"description{lang.title()}")
+            if text.strip()
+            else ""
+        )
+    if group_id is not None:
+        from models.community import MemberGroup
+
+        if not await MemberGroup.exists(id=group_id):
+            raise UserError(Code.NOT_FOUND, field="groupId")
+    async with in_transaction("community"):
+        area = await Area.create(
+            title_fi=titles["fi"],
+            title_sv=titles["sv"],
+            title_en=titles["en"],
+            description_fi=descriptions["fi"],
+            description_sv=descriptions["sv"],
+            description_en=descriptions["en"],
+            group_id=group_id,
+            members_can_start_threads=members_can_start_threads,
+            created_by_id=actor.id,
+        )
+        await audit.record(actor, "area.create", area=area.id)
+    return area
+
+
+async def _existing_post(member: Member, client_key: str) -> Post | None:
+    return await Post.get_or_none(author_id=member.id, client_key=client_key)
+
+
+async def do_start_thread(
+    member: Member, area_id: int, title: str, body: str, client_key: str
+) -> Post:
+    """Start a thread with its first post; a retried key returns the first post."""
+    check_client_key(client_key)
+    existing = await _existing_post(member, client_key)
+    if existing is not None:
+        return existing
+    await check_can_write(member)
+    area = await access_area(member, area_id)
+    if not area.members_can_start_threads and not is_staff(member):
+        raise UserError(Code.STAFF_STARTS_THREADS)
+    title = clean_text(title, TITLE_MAX, field="title")
+    body = clean_text(body, get_settings().post_max_length)
+    await check_post_rate(member)
+    try:
+        async with in_transaction("community"):
+            thread = await Thread.create(
+                area=area, title=title, started_by=member, last_activity_at=clock.now()
+            )
+            post = await Post.create(
+                thread=thread, author=member, body=body, client_key=client_key, depth=0
+            )
+            position = await _append_event(thread.id, EventKind.POST_ADDED, post.id)
+            await Thread.filter(id=thread.id).update(post_count=1)
+            await _mark_read(member.id, thread.id, position)
+    except IntegrityError:
+        # The same key raced in from another connection: answer with the first.
+        existing = await _existing_post(member, client_key)
+        if existing is None:
+            raise
+        return existing
+    await _touch_activity(member)
+    await _publish(Published(thread.id, position))
+    return post
+
+
+async def do_add_post(
+    member: Member, thread_id: int, body: str, client_key: str, parent_id: int | None = None
+) -> Post:
+    """Post or reply; a retried client key returns the first post, never a second."""
+    check_client_key(client_key)
+    existing = await _existing_post(member, client_key)
+    if existing is not None:
+        return existing
+    await check_can_write(member)
+    thread = await access_thread(member, thread_id)
+    depth = 0
+    parent: Post | None = None
+    if parent_id is not None:
+        parent = await Post.get_or_none(id=parent_id, thread_id=thread.id)
+        if parent is None:
+            raise UserError(Code.NOT_FOUND, field="parentId")
+        if parent.status != PostStatus.VISIBLE:
+            raise UserError(Code.POST_REMOVED, field="parentId")
+        depth = parent.depth + 1
+        if depth > MAX_DEPTH:
+            raise UserError(Code.REPLY_TOO_DEEP, field="parentId", max=MAX_DEPTH)
+    body = clean_text(body, get_settings().post_max_length)
+    await check_post_rate(member)
+    notify: tuple[int, ...] = ()
+    try:
+        async with in_transaction("community"):
+            post = await Post.create(
+                thread=thread,
+                author=member,
+                parent=parent,
+                depth=depth,
+                body=body,
+                client_key=client_key,
+            )
+            position = await _append_event(thread.id, EventKind.POST_ADDED, post.id)
+            await Thread.filter(id=thread.id).update(post_count=F("post_count") + 1)
+            await _mark_read(member.id, thread.id, position)
+            if parent is not None and parent.author_id != member.id:  # type: ignore[attr-defined]
+                author = await Member.get(id=parent.author_id)  # type: ignore[attr-defined]
+                if author.status == MemberStatus.ACTIVE:
+                    await Notification.create(
+                        member_id=author.id,
+                        kind="REPLY",
+                        params={"postId": post.id, "threadId": thread.id},
+                    )
+                    notify = (author.id,)
+    except IntegrityError:
+        existing = await _existing_post(member, client_key)
+        if existing is None:
+            raise
+        return existing
+    await _touch_activity(member)
+    await _publish(Published(thread.id, position, notify))
+    return post
+
+
+async def do_edit_post(member: Member, post_id: int, body: str) -> Post:
+    post = await access_post(member, post_id)
+    if post.author_id != member.id:  # type: ignore[attr-defined]
+        raise UserError(Code.NOT_AUTHOR)
+    if post.status != PostStatus.VISIBLE:
+        raise UserError(Code.POST_REMOVED)
+    minutes = get_settings().edit_window_minutes
+    if clock.now() - post.created_at > timedelta(minutes=minutes):
+        raise UserError(Code.EDIT_WINDOW_CLOSED, minutes=minutes)
+    await check_can_write(member)
+    body = clean_text(body, get_settings().post_max_length)
+    if body == post.body:
+        return post
+    async with in_transaction("community"):
+        # Moderators keep every earlier version.
+        await PostEdit.create(post=post, old_body=post.body)
+        post.body = body
+        post.edited_at = clock.now()
+        await post.save(update_fields=["body", "edited_at"])
+        position = await _append_event(post.thread_id, EventKind.POST_EDITED, post.id)  # type: ignore[attr-defined]
+    await _publish(Published(post.thread_id, position))  # type: ignore[attr-defined]
+    return post
+
+
+async def do_delete_post(member: Member, post_id: int) -> Post:
+    """Soft delete by the author: shown as removed, the text no longer served to members."""
+    post = await access_post(member, post_id)
+    if post.author_id != member.id:  # type: ignore[attr-defined]
+        raise UserError(Code.NOT_AUTHOR)
+    if post.status == PostStatus.REMOVED:
+        return post  # deleting twice is answered, not applied twice
+    async with in_transaction("community"):
+        post.status = PostStatus.REMOVED
+        post.removed_at = clock.now()
+        await post.save(update_fields=["status", "removed_at"])
+        position = await _append_event(post.thread_id, EventKind.POST_REMOVED, post.id)  # type: ignore[attr-defined]
+    await _publish(Published(post.thread_id, position))  # type: ignore[attr-defined]
+    return post
+
+
+async def do_react(member: Member, post_id: int, kind: ReactionKind, on: bool) -> Post:
+    """Add (``on``) or take back one reaction; one of each kind per member per post."""
+    post = await access_post(member, post_id)
+    if post.status != PostStatus.VISIBLE:
+        raise UserError(Code.POST_REMOVED)
+    await check_can_write(member)
+    changed = False
+    try:
+        async with in_transaction("community"):
+            if on:
+                if not await Reaction.exists(post_id=post.id, member_id=member.id, kind=kind):
+                    await Reaction.create(post=post, member=member, kind=kind)
+                    changed = True
+            else:
+                changed = bool(
+                    await Reaction.filter(post_id=post.id, member_id=member.id, kind=kind).delete()
+                )
+            if changed:
+                position = await _append_event(
+                    post.thread_id,  # type: ignore[attr-defined]
+                    EventKind.REACTIONS_CHANGED,
+                    post.id,
+                )
+    except IntegrityError:
+        return post  # the same reaction raced in: it exists once, as asked
+    if changed:
+        await _touch_activity(member)
+        await _publish(Published(post.thread_id, position))  # type: ignore[attr-defined]
+    return post
+
+
+async def _mark_read(member_id: int, thread_id: int, position: int) -> None:
+    updated = await ReadPosition.filter(
+        member_id=member_id, thread_id=thread_id, position__lt=position
+    ).update(position=position, updated_at=clock.now())
+    if not updated and not await ReadPosition.exists(member_id=member_id, thread_id=thread_id):
+        try:
+            async with in_transaction("community"):
+                await ReadPosition.create(
+                    member_id=member_id, thread_id=thread_id, position=position
+                )
+        except IntegrityError:
+            await ReadPosition.filter(
+                member_id=member_id, thread_id=thread_id, position__lt=position
+            ).update(position=position)
+
+
+async def do_mark_thread_read(member: Member, thread_id: int, position: int | None) -> int:
+    """Move the read position forward (never back); returns the position in force."""
+    thread = await access_thread(member, thread_id)
+    target = (
+        thread.last_position if position is None else min(max(position, 0), thread.last_position)
+    )
+    await _mark_read(member.id, thread.id, target)
+    row = await ReadPosition.get_or_none(member_id=member.id, thread_id=thread.id)
+    return row.position if row else 0
+
+
+_last_typing: dict[tuple[int, int], float] = {}
+
+
+async def do_send_typing(member: Member, thread_id: int) -> bool:
+    """Tell the thread's viewers the member is typing. Never stored; rate-limited.
+
+    Returns False when the signal was dropped by the rate limit.
+    """
+    await access_thread(member, thread_id)
+    now = clock.now().timestamp()
+    key = (member.id, thread_id)
+    if now - _last_typing.get(key, 0.0) < get_settings().typing_interval_seconds:
+        return False
+    _last_typing[key] = now
+    if len(_last_typing) > 10_000:  # bounded: forget the oldest signals
+        for old in sorted(_last_typing, key=_last_typing.__getitem__)[:5_000]:
+            del _last_typing[old]
+    await get_bus().publish(typing_channel(thread_id), {"type": "typing", "member": member.id})
+    return True
+
+
+# --- reads ----------------------------------------------------------------
+
+
+async def reaction_counts(
+    post_ids: list[int], viewer_id: int | None
+) -> dict[int, list[tuple[str, int, bool]]]:
+    """Per post: (kind, count, reacted by the viewer), in two queries for a whole page."""
+    if not post_ids:
+        return {}
+    counts = (
+        await Reaction.filter(post_id__in=post_ids)
+        .annotate(n=Count("id"))
+        .group_by("post_id", "kind")
+        .values_list("post_id", "kind", "n")
+    )
+    mine: set[tuple[int, str]] = set()
+    if viewer_id is not None:
+        mine = {
+            (post_id, str(kind))
+            for post_id, kind in await Reaction.filter(
+                post_id__in=post_ids, member_id=viewer_id
+            ).values_list("post_id", "kind")
+        }
+    out: dict[int, list[tuple[str, int, bool]]] = {pid: [] for pid in post_ids}
+    for post_id, kind, n in counts:
+        out[post_id].append((str(kind), int(n), (post_id, str(kind)) in mine))
+    for items in out.values():
+        items.sort()
+    return out
+
+
+async def unread_counts(member: Member, thread_ids: list[int]) -> dict[int, int]:
+    """New posts by others after the member's read position, per thread, in two queries."""
+    if not thread_ids:
+        return {}
+    read = dict(
+        await ReadPosition.filter(member_id=member.id, thread_id__in=thread_ids).values_list(
+            "thread_id", "position"
+        )
+    )
+    # One grouped count: events after each thread's own read position.
+    after = [Q(thread_id=t, position__gt=read.get(t, 0)) for t in thread_ids]
+    rows = (
+        await ThreadEvent.filter(Q(*after, join_type="OR"), kind=EventKind.POST_ADDED)
+        .exclude(post__author_id=member.id)
+        .annotate(n=Count("id"))
+        .group_by("thread_id")
+        .values_list("thread_id", "n")
+    )
+    counts = dict.fromkeys(thread_ids, 0)
+    counts.update({thread_id: int(n) for thread_id, n in rows})
+    return counts
+
+
+async def read_positions(member: Member, thread_ids: list[int]) -> dict[int, int]:
+    rows = await ReadPosition.filter(member_id=member.id, thread_id__in=thread_ids).values_list(
+        "thread_id", "position"
+    )
+    return {thread_id: position for thread_id, position in rows}
