@@ -112,6 +112,13 @@ async def check_post_rate(member: Member) -> None:
             raise UserError(Code.TOO_MANY_POSTS, retry_after=max(1, wait))
 
 
+async def _check_post_rate_locked(member: Member) -> None:
+    """The rate check inside the write's transaction, under the member's row lock,
+    so that a burst of parallel requests cannot all pass it before any inserts."""
+    await Member.filter(id=member.id).select_for_update(no_key=True).get()
+    await check_post_rate(member)
+
+
 # --- writes ---------------------------------------------------------------
 
 
@@ -128,7 +135,9 @@ async def _append_event(thread_id: int, kind: EventKind, post_id: int) -> int:
     """Append one event (inside the caller's community transaction)."""
     now = clock.now()
     # The thread row is locked until commit, so positions are committed in order.
-    thread = await Thread.filter(id=thread_id).select_for_update().get()
+    # FOR NO KEY UPDATE: a plain FOR UPDATE would deadlock against the KEY SHARE
+    # locks that inserting posts (foreign keys to the thread) take on PostgreSQL.
+    thread = await Thread.filter(id=thread_id).select_for_update(no_key=True).get()
     position = thread.last_position + 1
     await Thread.filter(id=thread_id).update(last_position=position, last_activity_at=now)
     await ThreadEvent.create(thread_id=thread_id, position=position, kind=kind, post_id=post_id)
@@ -206,14 +215,19 @@ async def do_start_thread(
         raise UserError(Code.STAFF_STARTS_THREADS)
     title = clean_text(title, TITLE_MAX, field="title")
     body = clean_text(body, get_settings().post_max_length)
-    await check_post_rate(member)
     try:
         async with in_transaction("community"):
+            await _check_post_rate_locked(member)
             thread = await Thread.create(
                 area=area, title=title, started_by=member, last_activity_at=clock.now()
             )
             post = await Post.create(
-                thread=thread, author=member, body=body, client_key=client_key, depth=0
+                thread=thread,
+                author=member,
+                body=body,
+                client_key=client_key,
+                depth=0,
+                created_at=clock.now(),
             )
             position = await _append_event(thread.id, EventKind.POST_ADDED, post.id)
             await Thread.filter(id=thread.id).update(post_count=1)
@@ -251,10 +265,10 @@ async def do_add_post(
         if depth > MAX_DEPTH:
             raise UserError(Code.REPLY_TOO_DEEP, field="parentId", max=MAX_DEPTH)
     body = clean_text(body, get_settings().post_max_length)
-    await check_post_rate(member)
     notify: tuple[int, ...] = ()
     try:
         async with in_transaction("community"):
+            await _check_post_rate_locked(member)
             post = await Post.create(
                 thread=thread,
                 author=member,
@@ -262,6 +276,7 @@ async def do_add_post(
                 depth=depth,
                 body=body,
                 client_key=client_key,
+                created_at=clock.now(),
             )
             position = await _append_event(thread.id, EventKind.POST_ADDED, post.id)
             await Thread.filter(id=thread.id).update(post_count=F("post_count") + 1)
