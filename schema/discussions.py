@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncGenerator, Iterable
 from datetime import datetime
 from enum import Enum
@@ -31,7 +32,8 @@ from schema.pagination import (
 )
 from schema.permissions import IsAuthenticated, IsStaff
 from subscriptions.bus import get_bus
-from subscriptions.threads import thread_event_stream, typing_stream
+from subscriptions.feeds import EventSnapshot, thread_snapshots
+from subscriptions.threads import typing_stream
 
 
 @strawberry.enum(description="The fixed set of reactions.")
@@ -120,36 +122,44 @@ class Post(relay.Node):
 async def build_posts(rows: list[dm.Post], viewer: cm.Member, language: str) -> list[Post]:
     """Post nodes for rows loaded with their author, reactions in two queries for all."""
     counts = await discussions.reaction_counts([r.id for r in rows], viewer.id)
+    return [post_node(row, counts.get(row.id, []), viewer, language) for row in rows]
+
+
+def post_from_snapshot(snapshot: EventSnapshot, viewer: cm.Member, language: str) -> Post:
+    """A subscriber's own view of a shared event snapshot, without a query."""
+    tally = Counter(kind for _, kind in snapshot.reactions)
+    mine = {kind for member_id, kind in snapshot.reactions if member_id == viewer.id}
+    counts = [(kind, n, kind in mine) for kind, n in sorted(tally.items())]
+    return post_node(snapshot.post, counts, viewer, language)
+
+
+def post_node(
+    row: dm.Post, counts: list[tuple[str, int, bool]], viewer: cm.Member, language: str
+) -> Post:
     # Members never see a removed post's text; moderators and admins may.
-    sees_removed = viewer.role in (cm.Role.MODERATOR, cm.Role.ADMIN)
-    posts = []
-    for row in rows:
-        removed = row.status == dm.PostStatus.REMOVED
-        show = not removed or sees_removed
-        posts.append(
-            Post(
-                id=row.id,
-                thread_id=relay.GlobalID("Thread", str(row.thread_id)),  # type: ignore[attr-defined]
-                parent_id=(
-                    relay.GlobalID("Post", str(row.parent_id))  # type: ignore[attr-defined]
-                    if row.parent_id  # type: ignore[attr-defined]
-                    else None
-                ),
-                depth=row.depth,
-                author=Member.from_row(row.author, language),
-                body=row.body if show else None,
-                body_html=render_html(row.body) if show else None,
-                removed=removed,
-                created_at=row.created_at,
-                edited_at=row.edited_at,
-                is_mine=row.author_id == viewer.id,  # type: ignore[attr-defined]
-                reactions=[
-                    ReactionCount(kind=ReactionKind(kind), count=n, reacted_by_me=mine)
-                    for kind, n, mine in counts.get(row.id, [])
-                ],
-            )
-        )
-    return posts
+    removed = row.status == dm.PostStatus.REMOVED
+    show = not removed or viewer.role in (cm.Role.MODERATOR, cm.Role.ADMIN)
+    return Post(
+        id=row.id,
+        thread_id=relay.GlobalID("Thread", str(row.thread_id)),  # type: ignore[attr-defined]
+        parent_id=(
+            relay.GlobalID("Post", str(row.parent_id))  # type: ignore[attr-defined]
+            if row.parent_id  # type: ignore[attr-defined]
+            else None
+        ),
+        depth=row.depth,
+        author=Member.from_row(row.author, language),
+        body=row.body if show else None,
+        body_html=render_html(row.body) if show else None,
+        removed=removed,
+        created_at=row.created_at,
+        edited_at=row.edited_at,
+        is_mine=row.author_id == viewer.id,  # type: ignore[attr-defined]
+        reactions=[
+            ReactionCount(kind=ReactionKind(kind), count=n, reacted_by_me=reacted)
+            for kind, n, reacted in counts
+        ],
+    )
 
 
 @strawberry.type(description="A discussion thread.")
@@ -641,15 +651,15 @@ class DiscussionsSubscription:
         viewer = session.member
         language = info.context.language
         gid = relay.GlobalID("Thread", str(thread))
-        async for event in thread_event_stream(get_bus(), thread, viewer.id, after, still_allowed):
-            # Each subscriber resolves the post through its own permissions.
-            row = await dm.Post.get(id=event.post_id).select_related("author")  # type: ignore[attr-defined]
-            post = (await build_posts([row], viewer, language))[0]
+        # The worker's feed reads each event once; every subscriber renders its
+        # own view of it (permissions, isMine, reactedByMe) without a query.
+        snapshots = thread_snapshots(get_bus(), thread, viewer.id, after, still_allowed)
+        async for snapshot in snapshots:
             yield ThreadEvent(
-                position=event.position,
-                kind=ThreadEventKind(event.kind.value),
+                position=snapshot.position,
+                kind=ThreadEventKind(snapshot.kind),
                 thread_id=gid,
-                post=post,
+                post=post_from_snapshot(snapshot, viewer, language),
             )
         raise GraphQLError("The session has ended.", extensions={"code": "SESSION_ENDED"})
 
