@@ -35,6 +35,7 @@ from schema.notifications import (
 )
 from schema.privacy import AuditEntry, PrivacyMutation, PrivacyQuery
 from schema.rules import RulesMutation, RulesQuery, RulesVersion
+from schema.sharing import SharedEventExecutionContext
 
 log = logging.getLogger("community.graphql")
 
@@ -98,6 +99,7 @@ def create_schema(settings: Settings | None = None) -> CommunitySchema:
         subscription=Subscription,
         types=NODE_TYPES,
         extensions=extensions,
+        execution_context_class=SharedEventExecutionContext,
         config=StrawberryConfig(disable_field_suggestions=settings.production),
     )
 

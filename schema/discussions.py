@@ -125,12 +125,22 @@ async def build_posts(rows: list[dm.Post], viewer: cm.Member, language: str) -> 
     return [post_node(row, counts.get(row.id, []), viewer, language) for row in rows]
 
 
-def post_from_snapshot(snapshot: EventSnapshot, viewer: cm.Member, language: str) -> Post:
+def event_from_snapshot(
+    snapshot: EventSnapshot, thread_gid: relay.GlobalID, viewer: cm.Member, language: str
+) -> ThreadEvent:
     """A subscriber's own view of a shared event snapshot, without a query."""
     tally = Counter(kind for _, kind in snapshot.reactions)
     mine = {kind for member_id, kind in snapshot.reactions if member_id == viewer.id}
     counts = [(kind, n, kind in mine) for kind, n in sorted(tally.items())]
-    return post_node(snapshot.post, counts, viewer, language)
+    post = post_node(snapshot.post, counts, viewer, language)
+    viewer_variant = (language, post.body is not None, post.is_mine, tuple(sorted(mine)))
+    return ThreadEvent(
+        position=snapshot.position,
+        kind=ThreadEventKind(snapshot.kind),
+        thread_id=thread_gid,
+        post=post,
+        share_key=("thread-event", snapshot.serial, *viewer_variant),
+    )
 
 
 def post_node(
@@ -344,6 +354,9 @@ class ThreadEvent:
     kind: ThreadEventKind
     thread_id: relay.GlobalID
     post: Post
+    # Everything about this payload that differs between viewers: subscribers
+    # with equal keys get one shared execution (schema/sharing.py).
+    share_key: strawberry.Private[tuple[Any, ...] | None] = None
 
 
 @strawberry.type(description="Someone is typing in a thread (ephemeral, never stored).")
@@ -655,12 +668,7 @@ class DiscussionsSubscription:
         # own view of it (permissions, isMine, reactedByMe) without a query.
         snapshots = thread_snapshots(get_bus(), thread, viewer.id, after, still_allowed)
         async for snapshot in snapshots:
-            yield ThreadEvent(
-                position=snapshot.position,
-                kind=ThreadEventKind(snapshot.kind),
-                thread_id=gid,
-                post=post_from_snapshot(snapshot, viewer, language),
-            )
+            yield event_from_snapshot(snapshot, gid, viewer, language)
         raise GraphQLError("The session has ended.", extensions={"code": "SESSION_ENDED"})
 
     @strawberry.subscription(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from subscriptions.threads import thread_channel
 
 log = logging.getLogger("community.feeds")
 
+_serials = itertools.count(1)
 RESYNC_SECONDS = 15.0  # the feed re-reads the log this often, in case the bus lost an event
 CHECK_SECONDS = 60.0  # each subscriber re-checks its session this often (expiry)
 PAGE = 200
@@ -39,6 +41,7 @@ class EventSnapshot:
 
     position: int
     kind: str
+    serial: int  # unique per snapshot in this process: names this very state of the event
     event: ThreadEvent
     post: Post  # with ``author`` loaded
     reactions: tuple[tuple[int, str], ...]  # (member id, kind) of every reaction on the post
@@ -65,6 +68,7 @@ async def load_snapshots(
         EventSnapshot(
             position=e.position,
             kind=e.kind.value,
+            serial=next(_serials),
             event=e,
             post=posts[e.post_id],  # type: ignore[attr-defined]
             reactions=tuple(reactions[e.post_id]),  # type: ignore[attr-defined]

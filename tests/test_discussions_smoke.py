@@ -125,3 +125,64 @@ async def test_discussion_flow(server: Server) -> None:
     assert [e["node"]["depth"] for e in thread["posts"]["edges"]] == [0, 1]
     assert thread["unreadCount"] == 1
     assert thread["posts"]["edges"][0]["node"]["body"] == "First <b>post</b>"
+
+
+async def test_one_execution_is_shared_by_subscribers_with_the_same_view(server: Server) -> None:
+    from schema.sharing import stats
+    from subscriptions.feeds import FEEDS
+
+    admin = await staff(server, "admin")
+    body = await server.gql(
+        CREATE_AREA,
+        {"input": {"titleFi": "A", "titleSv": "A", "titleEn": "A", "membersCanStartThreads": True}},
+        token=admin.token,
+    )
+    area_id = body["data"]["createArea"]["area"]["id"]
+    anna = await member(server)
+    started = await server.gql(
+        START_THREAD,
+        {"input": {"areaId": area_id, "title": "T", "body": "x", "clientKey": "share-0001"}},
+        token=anna.token,
+    )
+    thread_id = started["data"]["startThread"]["thread"]["id"]
+    watchers = [await member(server) for _ in range(2)]
+    sockets = []
+    query = "subscription($t: ID!) { threadEvents(threadId: $t) { position post { body isMine } } }"
+    try:
+        # Two members and two sockets of one of them: three identical views, plus the author.
+        for token in [watchers[0].token, watchers[1].token, watchers[1].token, anna.token]:
+            ws = await connect(server.ws_url, subprotocols=[Subprotocol("graphql-transport-ws")])
+            sockets.append(ws)
+            await ws.send(json.dumps({"type": "connection_init", "payload": {"token": token}}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            await ws.send(
+                json.dumps(
+                    {
+                        "id": "1",
+                        "type": "subscribe",
+                        "payload": {"query": query, "variables": {"t": thread_id}},
+                    }
+                )
+            )
+        for _ in range(200):
+            feed = next(iter(FEEDS.feeds.values()), None)
+            if feed is not None and len(feed.subscribers) == 4:
+                break
+            await asyncio.sleep(0.02)
+        before = dict(stats)
+        reply = await server.gql(
+            ADD_POST,
+            {"input": {"threadId": thread_id, "body": "shared", "clientKey": "share-0002"}},
+            token=anna.token,
+        )
+        assert reply["data"]["addPost"]["__typename"] == "PostSuccess", reply
+        views = [json.loads(await asyncio.wait_for(ws.recv(), 5)) for ws in sockets]
+        posts = [v["payload"]["data"]["threadEvents"]["post"] for v in views]
+        assert posts[:3] == [{"body": "shared", "isMine": False}] * 3
+        assert posts[3] == {"body": "shared", "isMine": True}
+        # Two distinct views (watchers, author): two executions, two shared results.
+        assert stats["executed"] - before["executed"] == 2, (before, stats)
+        assert stats["shared"] - before["shared"] == 2, (before, stats)
+    finally:
+        for ws in sockets:
+            await ws.close()
