@@ -123,7 +123,7 @@ async def access_session(token: str | None) -> Session | None:
     """The live session a bearer token names, with its member; None if none."""
     if not token or len(token) > 200:
         return None
-    session = await Session.get_or_none(token_hash=crypto.hash_token(token)).prefetch_related(
+    session = await Session.get_or_none(token_hash=crypto.hash_token(token)).select_related(
         "member"
     )
     if session is None:

@@ -12,6 +12,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry import relay
 from strawberry.dataloader import DataLoader
+from tortoise.expressions import Subquery
 
 from models import community as cm
 from models import discussions as dm
@@ -110,10 +111,8 @@ class Post(relay.Node):
         ids = [db_id(i) for i in node_ids]
         if member is None:
             return [None for _ in ids]
-        visible = await discussions.visible_areas(member)
-        area_ids = await visible.values_list("id", flat=True)
         rows = await dm.Post.filter(
-            id__in=[i for i in ids if i], thread__area_id__in=list(area_ids)
+            discussions.visible_to(member, "thread__area__"), id__in=[i for i in ids if i]
         ).select_related("author")
         built = {p.id: p for p in await build_posts(rows, member, info.context.language)}
         return [built.get(i) if i else None for i in ids]
@@ -254,12 +253,10 @@ class Thread(relay.Node):
         ids = [db_id(i) for i in node_ids]
         if member is None:
             return [None for _ in ids]
-        visible = await discussions.visible_areas(member)
-        area_ids = list(await visible.values_list("id", flat=True))
         rows = {
             r.id: r
             for r in await dm.Thread.filter(
-                id__in=[i for i in ids if i], area_id__in=area_ids
+                discussions.visible_to(member, "area__"), id__in=[i for i in ids if i]
             ).select_related("started_by")
         }
         language = info.context.language
@@ -343,8 +340,12 @@ class Area(relay.Node):
         if member is None:
             return [None for _ in ids]
         # Restricted areas outside the viewer's groups look like missing ones.
-        visible = await discussions.visible_areas(member)
-        rows = {r.id: r for r in await visible.filter(id__in=[i for i in ids if i])}
+        rows = {
+            r.id: r
+            for r in await dm.Area.filter(
+                discussions.visible_to(member), id__in=[i for i in ids if i]
+            )
+        }
         return [cls.from_row(rows[i]) if i in rows else None for i in ids]
 
 
@@ -474,8 +475,8 @@ class DiscussionsQuery:
         permission_classes=[IsAuthenticated], description="The discussion areas I can see."
     )
     async def areas(self, info: Info) -> list[Area]:
-        visible = await discussions.visible_areas(_viewer(info))
-        return [Area.from_row(row) for row in await visible.order_by("id")]
+        rows = await dm.Area.filter(discussions.visible_to(_viewer(info))).order_by("id")
+        return [Area.from_row(row) for row in rows]
 
     @strawberry.field(
         permission_classes=[IsAuthenticated],
@@ -486,13 +487,9 @@ class DiscussionsQuery:
     async def unread_threads(self, info: Info, first: int = 50) -> list[UnreadThread]:
         viewer = _viewer(info)
         check_first(first)
-        visible = await discussions.visible_areas(viewer)
-        area_ids = list(await visible.values_list("id", flat=True))
-        followed = await dm.ReadPosition.filter(member_id=viewer.id).values_list(
-            "thread_id", flat=True
-        )
+        followed = Subquery(dm.ReadPosition.filter(member_id=viewer.id).values("thread_id"))
         rows = (
-            await dm.Thread.filter(id__in=list(followed), area_id__in=area_ids)
+            await dm.Thread.filter(discussions.visible_to(viewer, "area__"), id__in=followed)
             .select_related("started_by")
             .order_by("-last_activity_at")
             .limit(500)
