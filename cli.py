@@ -122,6 +122,7 @@ def serve(settings: Settings, host: str, port: int, workers: int, migrate: bool)
         workers=workers,
         proxy_headers=settings.trust_proxy_headers,
         ws="websockets-sansio",
+        ws_per_message_deflate=settings.ws_compression,
         lifespan="on",
         log_level=os.environ.get("LOG_LEVEL", "info").lower(),
     )

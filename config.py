@@ -93,6 +93,9 @@ class Settings:
     max_aliases: int = 30
     max_tokens: int = 2000
     trust_proxy_headers: bool = False
+    # permessage-deflate costs a zlib context per socket and CPU per message;
+    # our messages are small JSON, so it is off unless asked for.
+    ws_compression: bool = False
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -219,6 +222,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         posts_per_hour=integer("POSTS_PER_HOUR", Settings.posts_per_hour),
         max_body_bytes=integer("MAX_BODY_BYTES", Settings.max_body_bytes),
         trust_proxy_headers=_bool(get("TRUST_PROXY_HEADERS", "false")),
+        ws_compression=_bool(get("WS_COMPRESSION", "false")),
         allowed_origins=origins,
     )
     settings.validate()

@@ -333,6 +333,9 @@ async def main() -> None:
                         "warning",
                         "--ws",
                         "websockets-sansio",
+                        # The same websocket settings as the community server.
+                        "--ws-per-message-deflate",
+                        "true" if env.get("WS_COMPRESSION") == "true" else "false",
                     ],
                     env=env,
                     cwd=ROOT,
@@ -412,8 +415,10 @@ async def main() -> None:
                 }
             )
             bare_clients = Clients()
+            bare_rss_before = rss_kib(bare_pids)
             await bare_clients.open_bare(bare_ports, n)
             await asyncio.sleep(1 + n / 2000)
+            bare_rss = (rss_kib(bare_pids) - bare_rss_before) / n
             bare_lat: list[list[float]] = []
             bare_cpu: list[float] = []
             for _ in range(args.events):
@@ -442,7 +447,7 @@ async def main() -> None:
                     statistics.median(cpus),
                     summary(bare_lat),
                     statistics.median(bare_cpu),
-                    (rss_after - rss_before) / n,
+                    ((rss_after - rss_before) / n, bare_rss),
                     open_seconds,
                 )
             )
@@ -454,13 +459,13 @@ async def main() -> None:
             "events; ms from the write / publish):",
         )
         print(
-            "| N | GraphQL p50 / p99 / last | bare p50 / p99 / last | delivered (min) | server CPU per event GraphQL / bare | RSS per idle subscription | opening N sockets |"
+            "| N | GraphQL p50 / p99 / last | bare p50 / p99 / last | delivered (min) | server CPU per event GraphQL / bare | RSS per idle connection GraphQL / bare | opening N sockets |"
         )
         print("|---|---|---|---|---|---|---|")
         for n, g, g_cpu, b, b_cpu, rss, opened in rows_out:
             print(
                 f"| {n:,} | {g[0]:.0f} / {g[1]:.0f} / {g[2]:.0f} | {b[0]:.0f} / {b[1]:.0f} / {b[2]:.0f} | "
-                f"{g[3]} / {b[3]} | {g_cpu * 1000:.0f} ms / {b_cpu * 1000:.0f} ms | {rss:.1f} KiB | {opened:.1f} s |"
+                f"{g[3]} / {b[3]} | {g_cpu * 1000:.0f} ms / {b_cpu * 1000:.0f} ms | {rss[0]:.1f} / {rss[1]:.1f} KiB | {opened:.1f} s |"
             )
 
         page_rate = await http_rate(

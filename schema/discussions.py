@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import AsyncGenerator, Iterable
 from datetime import datetime
 from enum import Enum
@@ -124,22 +124,38 @@ async def build_posts(rows: list[dm.Post], viewer: cm.Member, language: str) -> 
     return [post_node(row, counts.get(row.id, []), viewer, language) for row in rows]
 
 
+_views: OrderedDict[tuple[Any, ...], ThreadEvent] = OrderedDict()
+
+
 def event_from_snapshot(
     snapshot: EventSnapshot, thread_gid: relay.GlobalID, viewer: cm.Member, language: str
 ) -> ThreadEvent:
-    """A subscriber's own view of a shared event snapshot, without a query."""
+    """A subscriber's own view of a shared event snapshot, without a query.
+
+    Everything that can differ between viewers is in the view key; subscribers
+    with the same key share one object (and so one execution, see share_key).
+    """
+    post = snapshot.post
+    mine = tuple(sorted(kind for member_id, kind in snapshot.reactions if member_id == viewer.id))
+    show = post.status != dm.PostStatus.REMOVED or viewer.role in (cm.Role.MODERATOR, cm.Role.ADMIN)
+    is_mine = post.author_id == viewer.id  # type: ignore[attr-defined]
+    key = ("thread-event", snapshot.serial, language, show, is_mine, mine)
+    view = _views.get(key)
+    if view is not None:
+        return view
     tally = Counter(kind for _, kind in snapshot.reactions)
-    mine = {kind for member_id, kind in snapshot.reactions if member_id == viewer.id}
     counts = [(kind, n, kind in mine) for kind, n in sorted(tally.items())]
-    post = post_node(snapshot.post, counts, viewer, language)
-    viewer_variant = (language, post.body is not None, post.is_mine, tuple(sorted(mine)))
-    return ThreadEvent(
+    view = ThreadEvent(
         position=snapshot.position,
         kind=ThreadEventKind(snapshot.kind),
         thread_id=thread_gid,
-        post=post,
-        share_key=("thread-event", snapshot.serial, *viewer_variant),
+        post=post_node(post, counts, viewer, language),
+        share_key=key,
     )
+    _views[key] = view
+    if len(_views) > 1024:
+        _views.popitem(last=False)
+    return view
 
 
 def post_node(
