@@ -87,6 +87,9 @@ class Settings:
     posts_per_minute: int = 6
     posts_per_hour: int = 60
     typing_interval_seconds: float = 2.0
+    # Moderation.
+    report_hide_threshold: int = 3
+    reports_per_day: int = 20
     # Request limits.
     max_body_bytes: int = 256 * 1024
     max_query_depth: int = 12
@@ -147,7 +150,7 @@ def tortoise_config(community_url: str, contacts_url: str, pool_max: int = 10) -
         },
         "apps": {
             "community": {
-                "models": ["models.community", "models.discussions"],
+                "models": ["models.community", "models.discussions", "models.moderation"],
                 "default_connection": "community",
                 "migrations": "models.migrations.community",
             },
@@ -220,6 +223,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         edit_window_minutes=integer("EDIT_WINDOW_MINUTES", Settings.edit_window_minutes),
         posts_per_minute=integer("POSTS_PER_MINUTE", Settings.posts_per_minute),
         posts_per_hour=integer("POSTS_PER_HOUR", Settings.posts_per_hour),
+        report_hide_threshold=integer("REPORT_HIDE_THRESHOLD", Settings.report_hide_threshold),
+        reports_per_day=integer("REPORTS_PER_DAY", Settings.reports_per_day),
         max_body_bytes=integer("MAX_BODY_BYTES", Settings.max_body_bytes),
         trust_proxy_headers=_bool(get("TRUST_PROXY_HEADERS", "false")),
         ws_compression=_bool(get("WS_COMPRESSION", "false")),

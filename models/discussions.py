@@ -19,6 +19,8 @@ from models.community import Member, MemberGroup
 class PostStatus(StrEnum):
     VISIBLE = "visible"
     REMOVED = "removed"  # deleted by its author: shown as removed, text gone
+    HELD = "held"  # hidden pending review: only its author and moderators see it
+    MODERATED = "moderated"  # removed by a moderator for a rules breach
 
 
 class ReactionKind(StrEnum):
@@ -34,6 +36,8 @@ class EventKind(StrEnum):
     POST_EDITED = "post_edited"
     POST_REMOVED = "post_removed"
     REACTIONS_CHANGED = "reactions_changed"
+    POST_HIDDEN = "post_hidden"  # held for review: members' views drop its text
+    POST_RESTORED = "post_restored"  # approved or restored by a moderator
 
 
 class Area(Model):
@@ -98,6 +102,13 @@ class Post(Model):
     created_at = fields.DatetimeField(auto_now_add=True)
     edited_at = fields.DatetimeField(null=True)
     removed_at = fields.DatetimeField(null=True)
+    # Moderation: why it is held, and the latest decision (history: audit log).
+    held_reason = fields.CharField(max_length=32, null=True)
+    reviewed_at = fields.DatetimeField(null=True)
+    decided_by_id = fields.IntField(null=True)
+    decided_at = fields.DatetimeField(null=True)
+    decision = fields.CharField(max_length=16, null=True)
+    decision_category = fields.CharField(max_length=32, null=True)
 
     class Meta:
         table = "post"

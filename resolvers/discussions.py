@@ -53,6 +53,14 @@ def is_staff(member: Member) -> bool:
     return member.role in STAFF
 
 
+def can_read_text(post: Post, viewer: Member) -> bool:
+    """Who may read a post's text: anyone for a visible post; its author while it
+    is held for review; moderators and admins always (they review and restore)."""
+    if post.status == PostStatus.VISIBLE or viewer.role in (Role.MODERATOR, Role.ADMIN):
+        return True
+    return post.status == PostStatus.HELD and post.author_id == viewer.id  # type: ignore[attr-defined]
+
+
 # --- access ---------------------------------------------------------------
 
 
@@ -336,7 +344,7 @@ async def do_delete_post(member: Member, post_id: int) -> Post:
     post = await access_post(member, post_id)
     if post.author_id != member.id:  # type: ignore[attr-defined]
         raise UserError(Code.NOT_AUTHOR)
-    if post.status == PostStatus.REMOVED:
+    if post.status in (PostStatus.REMOVED, PostStatus.MODERATED):
         return post  # deleting twice is answered, not applied twice
     async with in_transaction("community"):
         post.status = PostStatus.REMOVED

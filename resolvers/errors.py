@@ -50,6 +50,11 @@ class Code(StrEnum):
     TOO_MANY_POSTS = "TOO_MANY_POSTS"
     STAFF_STARTS_THREADS = "STAFF_STARTS_THREADS"
     CLIENT_KEY_INVALID = "CLIENT_KEY_INVALID"
+    CANNOT_REPORT_OWN = "CANNOT_REPORT_OWN"
+    ALREADY_REPORTED = "ALREADY_REPORTED"
+    TOO_MANY_REPORTS = "TOO_MANY_REPORTS"
+    CATEGORY_REQUIRED = "CATEGORY_REQUIRED"
+    DECISION_NOT_APPLICABLE = "DECISION_NOT_APPLICABLE"
 
 
 KIND = {
@@ -62,6 +67,10 @@ KIND = {
     Code.NOT_AUTHOR: ErrorKind.NOT_ALLOWED,
     Code.POST_REMOVED: ErrorKind.NOT_ALLOWED,
     Code.STAFF_STARTS_THREADS: ErrorKind.NOT_ALLOWED,
+    Code.CANNOT_REPORT_OWN: ErrorKind.NOT_ALLOWED,
+    Code.ALREADY_REPORTED: ErrorKind.NOT_ALLOWED,
+    Code.TOO_MANY_REPORTS: ErrorKind.RATE_LIMITED,
+    Code.DECISION_NOT_APPLICABLE: ErrorKind.NOT_ALLOWED,
 }
 
 MESSAGES: dict[Code, dict[str, str]] = {
@@ -234,6 +243,31 @@ MESSAGES: dict[Code, dict[str, str]] = {
         "en": "The client key must be 8 to 64 letters, digits, '-' or '_'.",
         "fi": "Asiakasavaimessa on oltava 8–64 kirjainta, numeroa, '-' tai '_'.",
         "sv": "Klientnyckeln måste ha 8–64 bokstäver, siffror, '-' eller '_'.",
+    },
+    Code.CANNOT_REPORT_OWN: {
+        "en": "You cannot report your own post.",
+        "fi": "Omaa viestiä ei voi ilmoittaa.",
+        "sv": "Du kan inte anmäla ditt eget inlägg.",
+    },
+    Code.ALREADY_REPORTED: {
+        "en": "You have already reported this post.",
+        "fi": "Olet jo ilmoittanut tästä viestistä.",
+        "sv": "Du har redan anmält det här inlägget.",
+    },
+    Code.TOO_MANY_REPORTS: {
+        "en": "You have sent many reports today. Try again later.",
+        "fi": "Olet lähettänyt tänään paljon ilmoituksia. Yritä myöhemmin uudelleen.",
+        "sv": "Du har skickat många anmälningar i dag. Försök igen senare.",
+    },
+    Code.CATEGORY_REQUIRED: {
+        "en": "Choose which rule the post breaks.",
+        "fi": "Valitse, mitä sääntöä viesti rikkoo.",
+        "sv": "Välj vilken regel inlägget bryter mot.",
+    },
+    Code.DECISION_NOT_APPLICABLE: {
+        "en": "This decision does not apply to the post in its current state.",
+        "fi": "Tätä päätöstä ei voi tehdä viestin nykyisessä tilassa.",
+        "sv": "Beslutet gäller inte inlägget i dess nuvarande läge.",
     },
 }
 

@@ -27,6 +27,7 @@ from schema.discussions import (
 )
 from schema.limits import build_extensions, should_mask
 from schema.members import Member, MembersMutation, MembersQuery, Session
+from schema.moderation import ModerationMutation, ModerationQuery
 from schema.notifications import (
     Notification,
     NotificationsMutation,
@@ -41,7 +42,9 @@ log = logging.getLogger("community.graphql")
 
 
 @strawberry.type
-class Query(MembersQuery, RulesQuery, NotificationsQuery, PrivacyQuery, DiscussionsQuery):
+class Query(
+    MembersQuery, RulesQuery, NotificationsQuery, PrivacyQuery, DiscussionsQuery, ModerationQuery
+):
     @strawberry.field(
         description="Any object by its global id; null when missing or not visible to you."
     )
@@ -56,7 +59,12 @@ class Query(MembersQuery, RulesQuery, NotificationsQuery, PrivacyQuery, Discussi
 
 @strawberry.type
 class Mutation(
-    MembersMutation, RulesMutation, NotificationsMutation, PrivacyMutation, DiscussionsMutation
+    MembersMutation,
+    RulesMutation,
+    NotificationsMutation,
+    PrivacyMutation,
+    DiscussionsMutation,
+    ModerationMutation,
 ):
     pass
 

@@ -58,6 +58,8 @@ class ThreadEventKind(Enum):
     POST_EDITED = "post_edited"
     POST_REMOVED = "post_removed"
     REACTIONS_CHANGED = "reactions_changed"
+    POST_HIDDEN = "post_hidden"
+    POST_RESTORED = "post_restored"
 
 
 @strawberry.type
@@ -97,7 +99,11 @@ class Post(relay.Node):
     body_html: str | None = strawberry.field(
         description="The text as safe HTML (escaped, with **bold**, _italic_, links, line breaks)."
     )
-    removed: bool
+    removed: bool = strawberry.field(description="Deleted by its author or removed by a moderator.")
+    pending: bool = strawberry.field(
+        description="Held for review: only its author and moderators see the text."
+    )
+    removed_by_moderator: bool
     created_at: datetime
     edited_at: datetime | None
     is_mine: bool
@@ -137,7 +143,7 @@ def event_from_snapshot(
     """
     post = snapshot.post
     mine = tuple(sorted(kind for member_id, kind in snapshot.reactions if member_id == viewer.id))
-    show = post.status != dm.PostStatus.REMOVED or viewer.role in (cm.Role.MODERATOR, cm.Role.ADMIN)
+    show = discussions.can_read_text(post, viewer)
     is_mine = post.author_id == viewer.id  # type: ignore[attr-defined]
     key = ("thread-event", snapshot.serial, language, show, is_mine, mine)
     view = _views.get(key)
@@ -162,8 +168,8 @@ def post_node(
     row: dm.Post, counts: list[tuple[str, int, bool]], viewer: cm.Member, language: str
 ) -> Post:
     # Members never see a removed post's text; moderators and admins may.
-    removed = row.status == dm.PostStatus.REMOVED
-    show = not removed or viewer.role in (cm.Role.MODERATOR, cm.Role.ADMIN)
+    removed = row.status in (dm.PostStatus.REMOVED, dm.PostStatus.MODERATED)
+    show = discussions.can_read_text(row, viewer)
     return Post(
         id=row.id,
         thread_id=relay.GlobalID("Thread", str(row.thread_id)),  # type: ignore[attr-defined]
@@ -177,6 +183,8 @@ def post_node(
         body=row.body if show else None,
         body_html=render_html(row.body) if show else None,
         removed=removed,
+        pending=row.status == dm.PostStatus.HELD,
+        removed_by_moderator=row.status == dm.PostStatus.MODERATED,
         created_at=row.created_at,
         edited_at=row.edited_at,
         is_mine=row.author_id == viewer.id,  # type: ignore[attr-defined]

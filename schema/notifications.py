@@ -25,10 +25,16 @@ class Notification(relay.Node):
     id: relay.NodeID[int]
     position: int
     kind: str = strawberry.field(
-        description="RULES_CHANGED (subject: the rules version) or REPLY (subject: the reply)."
+        description=(
+            "RULES_CHANGED (subject: the rules version), REPLY (subject: the reply) or "
+            "POST_REMOVED_BY_MODERATOR (subject: my post; `category`: the rule broken)."
+        )
     )
     subject_id: relay.GlobalID | None = strawberry.field(
         description="The node the notice is about, if any."
+    )
+    category: str | None = strawberry.field(
+        description="For POST_REMOVED_BY_MODERATOR: the rule the post broke."
     )
     created_at: datetime
     read: bool
@@ -45,6 +51,7 @@ class Notification(relay.Node):
             position=row.id,
             kind=row.kind,
             subject_id=subject,
+            category=row.params.get("category"),
             created_at=row.created_at,
             read=row.read_at is not None,
         )

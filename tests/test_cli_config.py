@@ -60,6 +60,7 @@ COMMUNITY_TABLES = {
     "reaction",
     "thread_event",
     "read_position",
+    "report",
 }
 CONTACTS_TABLES = {"contact", "consent", "email_token", "outbox_message"}
 

@@ -1,0 +1,180 @@
+"""Moderation: reports, automatic holds, and moderators' decisions on posts.
+
+A post reported by ``report_hide_threshold`` distinct members (since its last
+review) is held: hidden from everyone but its author (who sees it marked
+pending) and moderators, until a moderator decides. Decisions are
+idempotent (the same decision twice is answered, not applied twice), are
+written to the audit log with the moderator, reason and time, and publish
+a thread event so that members' live views drop or regain the post.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from config import get_settings
+from models.community import Member, MemberStatus, Notification, Role
+from models.discussions import EventKind, Post, PostStatus
+from models.moderation import Report, ReportCategory
+from resolvers import audit, clock
+from resolvers.discussions import Published, _append_event, _publish, access_post
+from resolvers.errors import Code, UserError
+from resolvers.formatting import clean_text
+
+NOTE_MAX = 1000
+MODERATORS = (Role.MODERATOR, Role.ADMIN)
+
+
+class Decision(StrEnum):
+    APPROVE = "approve"  # a held post is fine: visible again, reports so far are settled
+    REMOVE = "remove"  # a rules breach: removed, the author is told which rule
+    RESTORE = "restore"  # undo a removal
+
+
+def is_moderator(member: Member) -> bool:
+    return member.role in MODERATORS
+
+
+async def do_report_post(
+    reporter: Member, post_id: int, category: ReportCategory, note: str
+) -> Post:
+    """File a report; one per member per post, a daily cap per member."""
+    post = await access_post(reporter, post_id)
+    if post.author_id == reporter.id:  # type: ignore[attr-defined]
+        raise UserError(Code.CANNOT_REPORT_OWN)
+    if post.status in (PostStatus.REMOVED, PostStatus.MODERATED):
+        raise UserError(Code.POST_REMOVED)
+    note = clean_text(note, NOTE_MAX, field="note") if note.strip() else ""
+    settings = get_settings()
+    since = clock.now() - timedelta(days=1)
+    if await Report.filter(reporter_id=reporter.id, created_at__gt=since).count() >= (
+        settings.reports_per_day
+    ):
+        raise UserError(Code.TOO_MANY_REPORTS, retry_after=3600)
+    if await Report.exists(post_id=post.id, reporter_id=reporter.id):
+        raise UserError(Code.ALREADY_REPORTED)
+    held = False
+    try:
+        async with in_transaction("community"):
+            await Report.create(
+                post=post, reporter=reporter, category=category, note=note, created_at=clock.now()
+            )
+            # Reports a moderator already settled do not count again.
+            reporters = await Report.filter(post_id=post.id, settled_at__isnull=True).count()
+            if post.status == PostStatus.VISIBLE and reporters >= settings.report_hide_threshold:
+                post.status = PostStatus.HELD
+                post.held_reason = "reports"
+                await post.save(update_fields=["status", "held_reason"])
+                position = await _append_event(
+                    post.thread_id,  # type: ignore[attr-defined]
+                    EventKind.POST_HIDDEN,
+                    post.id,
+                )
+                await audit.record(
+                    None,
+                    "post.hold",
+                    target_member_id=post.author_id,  # type: ignore[attr-defined]
+                    post=post.id,
+                )
+                held = True
+    except IntegrityError:
+        raise UserError(Code.ALREADY_REPORTED) from None
+    if held:
+        await _publish(Published(post.thread_id, position))  # type: ignore[attr-defined]
+    return post
+
+
+async def do_moderate_post(
+    moderator: Member,
+    post_id: int,
+    decision: Decision,
+    category: ReportCategory | None,
+    note: str,
+) -> tuple[Post, bool]:
+    """Apply a decision; returns (post, applied). Applied is False when it was already so."""
+    if not is_moderator(moderator):
+        raise UserError(Code.NOT_FOUND)
+    post = await access_post(moderator, post_id)
+    note = clean_text(note, NOTE_MAX, field="note") if note.strip() else ""
+    if decision == Decision.REMOVE and category is None:
+        raise UserError(Code.CATEGORY_REQUIRED, field="category")
+    target = {
+        Decision.APPROVE: PostStatus.VISIBLE,
+        Decision.REMOVE: PostStatus.MODERATED,
+        Decision.RESTORE: PostStatus.VISIBLE,
+    }[decision]
+    allowed_from = {
+        Decision.APPROVE: (PostStatus.HELD, PostStatus.VISIBLE),
+        Decision.REMOVE: (PostStatus.VISIBLE, PostStatus.HELD, PostStatus.MODERATED),
+        Decision.RESTORE: (PostStatus.MODERATED, PostStatus.VISIBLE),
+    }[decision]
+    if post.status not in allowed_from:
+        raise UserError(Code.DECISION_NOT_APPLICABLE)
+    if post.status == target and (decision != Decision.APPROVE or post.reviewed_at is not None):
+        return post, False  # decided already: answered, not applied twice
+    now = clock.now()
+    notify: tuple[int, ...] = ()
+    async with in_transaction("community"):
+        # Re-read under the row lock: two moderators deciding at once apply it once.
+        locked = await Post.filter(id=post.id).select_for_update(no_key=True).get()
+        if locked.status == target and (
+            decision != Decision.APPROVE or locked.reviewed_at is not None
+        ):
+            return locked, False
+        was_hidden = locked.status != PostStatus.VISIBLE
+        locked.status = target
+        locked.reviewed_at = now
+        locked.decided_by_id = moderator.id
+        locked.decided_at = now
+        locked.decision = decision.value
+        locked.decision_category = category.value if category else None
+        locked.held_reason = None
+        await Report.filter(post_id=locked.id, settled_at__isnull=True).update(settled_at=now)
+        await locked.save(
+            update_fields=[
+                "status",
+                "reviewed_at",
+                "decided_by_id",
+                "decided_at",
+                "decision",
+                "decision_category",
+                "held_reason",
+            ]
+        )
+        kind = None
+        if target == PostStatus.MODERATED:
+            kind = EventKind.POST_REMOVED
+        elif was_hidden:
+            kind = EventKind.POST_RESTORED
+        position = (
+            await _append_event(locked.thread_id, kind, locked.id)  # type: ignore[attr-defined]
+            if kind
+            else None
+        )
+        await audit.record(
+            moderator,
+            f"post.{decision.value}",
+            target_member_id=locked.author_id,  # type: ignore[attr-defined]
+            reason=note,
+            post=locked.id,
+            category=category.value if category else None,
+        )
+        if decision == Decision.REMOVE:
+            author = await Member.get(id=locked.author_id)  # type: ignore[attr-defined]
+            if author.status == MemberStatus.ACTIVE:
+                # The author is told which rule; never who reported it.
+                await Notification.create(
+                    member_id=author.id,
+                    kind="POST_REMOVED_BY_MODERATOR",
+                    params={"postId": locked.id, "category": category.value if category else ""},
+                )
+                notify = (author.id,)
+    if position is not None or notify:
+        await _publish(
+            Published(locked.thread_id, position or 0, notify)  # type: ignore[attr-defined]
+        )
+    return locked, True
