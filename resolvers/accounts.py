@@ -110,6 +110,29 @@ async def _tell_already_registered(address: str, index: str) -> bool:
     return True
 
 
+async def _reserve_names(
+    login: str, login_key: str, display: str, display_key: str, language: str
+) -> None:
+    """Reserve the names of a registration whose address was already known.
+
+    Exactly as a new registration would; otherwise a later registration with
+    the same names would tell whether the address was known. The placeholder
+    has no contact and no password, so it can never sign in; unverified
+    registrations are purged by the lifecycle job.
+    """
+    try:
+        await Member.create(
+            login_name=login,
+            login_key=login_key,
+            display_name=display,
+            display_key=display_key,
+            language=Language(language),
+            status=MemberStatus.PENDING,
+        )
+    except IntegrityError:
+        pass  # taken a moment ago by someone else: the same answer either way
+
+
 async def do_register(
     email: str,
     birth_date: date,
@@ -140,6 +163,7 @@ async def do_register(
     settings = get_settings()
 
     if await _tell_already_registered(normalised, index):
+        await _reserve_names(login, login_key, display, display_key, language)
         return Registration()
 
     contact_id: int | None = None
@@ -184,7 +208,8 @@ async def do_register(
             await Contact.filter(id=contact_id).delete()
         # A concurrent registration took a name or the address a moment ago.
         await _check_names_free(login_key, display_key)
-        await _tell_already_registered(normalised, index)
+        if await _tell_already_registered(normalised, index):
+            await _reserve_names(login, login_key, display, display_key, language)
         return Registration()
     except BaseException:
         # The community commit failed after the contacts commit: undo the contact.

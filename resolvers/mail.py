@@ -111,8 +111,10 @@ class MailWorker:
         )
         sent = 0
         for message_id in due:
+            # Each claim runs from its own start: a slow batch must not let
+            # another worker take (and send again) what this one is sending.
             claimed = await OutboxMessage.filter(id=message_id, status="pending").update(
-                status="sending", claimed_until=now + timedelta(seconds=CLAIM_SECONDS)
+                status="sending", claimed_until=clock.now() + timedelta(seconds=CLAIM_SECONDS)
             )
             if claimed != 1:
                 continue  # another worker took it

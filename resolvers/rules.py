@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from models.community import Member, MemberStatus, Notification, Role, RulesAcceptance, RulesVersion
@@ -76,4 +77,7 @@ async def do_accept_rules(member: Member, rules_id: int) -> RulesAcceptance:
     existing = await RulesAcceptance.get_or_none(member_id=member.id, rules_id=rules_id)
     if existing is not None:
         return existing  # accepting twice is answered, not stored twice
-    return await RulesAcceptance.create(member=member, rules=current)
+    try:
+        return await RulesAcceptance.create(member=member, rules=current)
+    except IntegrityError:  # a double submit raced in: it is stored once
+        return await RulesAcceptance.get(member_id=member.id, rules_id=rules_id)

@@ -34,37 +34,27 @@ class SignedIn:
     token: str
 
 
-async def _throttle_state(key: str, limit: int) -> int | None:
-    """Seconds to wait if ``key`` has used up its failures, else None."""
-    settings = get_settings()
-    row = await LoginThrottle.get_or_none(key=key)
-    if row is None:
-        return None
-    window_end = row.window_started_at + timedelta(seconds=settings.login_window_seconds)
-    now = clock.now()
-    if window_end <= now:
-        return None
-    if row.failures >= limit:
-        return max(1, int((window_end - now).total_seconds()))
-    return None
+async def _count_attempt(key: str) -> tuple[int, int]:
+    """Count one attempt for ``key`` atomically: (attempts in this window, seconds left).
 
-
-async def _count_failure(key: str) -> None:
+    Counting before the password is checked makes a burst of parallel
+    attempts count in full: none of them can slip past the limit.
+    """
     settings = get_settings()
     now = clock.now()
     window = timedelta(seconds=settings.login_window_seconds)
-    # Atomic increments: concurrent failures must all count.
-    expired = await LoginThrottle.filter(key=key, window_started_at__lte=now - window).update(
+    # A window that has ended starts again; otherwise one more attempt in it.
+    restarted = await LoginThrottle.filter(key=key, window_started_at__lte=now - window).update(
         failures=1, window_started_at=now
     )
-    if expired:
-        return
-    if await LoginThrottle.filter(key=key).update(failures=F("failures") + 1):
-        return
-    try:
-        await LoginThrottle.create(key=key, failures=1, window_started_at=now)
-    except IntegrityError:  # a concurrent first failure created it a moment ago
-        await LoginThrottle.filter(key=key).update(failures=F("failures") + 1)
+    if not restarted and not await LoginThrottle.filter(key=key).update(failures=F("failures") + 1):
+        try:
+            await LoginThrottle.create(key=key, failures=1, window_started_at=now)
+        except IntegrityError:  # a concurrent first attempt created it a moment ago
+            await LoginThrottle.filter(key=key).update(failures=F("failures") + 1)
+    row = await LoginThrottle.get(key=key)
+    left = int((row.window_started_at + window - now).total_seconds())
+    return row.failures, max(1, left)
 
 
 async def _find_member(identifier: str) -> Member | None:
@@ -78,12 +68,15 @@ async def _find_member(identifier: str) -> Member | None:
         if contact is None:
             return None
         return await Member.get_or_none(id=crypto.unseal_member(contact.member_seal))
-    return await Member.get_or_none(login_key=identifier.strip().lower())
+    key = identifier.strip().lower()
+    if not 0 < len(key) <= 32 or "\x00" in key:
+        return None  # cannot be a login name: an unknown account, not an error
+    return await Member.get_or_none(login_key=key)
 
 
 async def do_login(identifier: str, password: str, client_address: str) -> SignedIn:
     settings = get_settings()
-    identifier = identifier.strip()
+    identifier = identifier.strip()[:320].replace("\x00", "")
     member = await _find_member(identifier)
     # One counter per account however it is typed (name or email, any case);
     # per typed text when no account matches, so unknown names are throttled alike.
@@ -91,18 +84,20 @@ async def do_login(identifier: str, password: str, client_address: str) -> Signe
         "account", f"member:{member.id}" if member else identifier.lower()
     )
     address_key = crypto.throttle_key("address", client_address)
-    wait = await _throttle_state(account_key, settings.login_max_failures_account)
-    wait = wait or await _throttle_state(address_key, settings.login_max_failures_address)
-    if wait:
-        raise UserError(Code.TOO_MANY_ATTEMPTS, retry_after=wait)
+    account_attempts, account_wait = await _count_attempt(account_key)
+    address_attempts, address_wait = await _count_attempt(address_key)
+    if account_attempts > settings.login_max_failures_account:
+        raise UserError(Code.TOO_MANY_ATTEMPTS, retry_after=account_wait)
+    if address_attempts > settings.login_max_failures_address:
+        raise UserError(Code.TOO_MANY_ATTEMPTS, retry_after=address_wait)
     # Always one full argon2 verification, against a dummy hash if no account.
     ok = await verify_password(member.password_hash if member else None, password)
     if not ok or member is None or member.status != MemberStatus.ACTIVE:
         # One neutral answer for: no such account, wrong password, not verified, resigned.
-        await _count_failure(account_key)
-        await _count_failure(address_key)
         raise UserError(Code.INVALID_CREDENTIALS)
+    # A success clears the account's count and takes its attempt off the address's.
     await LoginThrottle.filter(key=account_key).delete()
+    await LoginThrottle.filter(key=address_key, failures__gt=0).update(failures=F("failures") - 1)
     return await start_session(member)
 
 
@@ -150,8 +145,15 @@ async def session_is_live(session: Session) -> bool:
 
 async def session_still_exists(session_id: int) -> bool:
     """For open subscriptions: is the session still there and live?"""
-    session = await Session.get_or_none(id=session_id).prefetch_related("member")
-    return session is not None and await session_is_live(session)
+    return await reload_session(session_id) is not None
+
+
+async def reload_session(session_id: int) -> Session | None:
+    """The session with a fresh member, or None once it has ended."""
+    session = await Session.get_or_none(id=session_id).select_related("member")
+    if session is None or not await session_is_live(session):
+        return None
+    return session
 
 
 async def publish_sessions_ended(member_id: int) -> None:

@@ -25,6 +25,7 @@ from schema.discussions import (
     Post,
     Thread,
 )
+from schema.http import WebsocketSessionCheck
 from schema.limits import build_extensions, should_mask
 from schema.members import Member, MembersMutation, MembersQuery, Session
 from schema.moderation import ModerationMutation, ModerationQuery
@@ -51,10 +52,12 @@ class Query(
     async def node(self, info: Info, id: relay.GlobalID) -> relay.Node | None:
         # A plain resolver (not relay.node()) so the schema can be built more than once.
         # Each Node type's resolve_nodes applies its own visibility rules.
+        if id.type_name not in NODE_TYPE_NAMES:
+            return None  # not a node type (or an interface): as missing
         try:
             return await id.resolve_node(info, required=False)
         except (KeyError, ValueError):
-            return None  # unknown type name or malformed id: as missing
+            return None  # malformed id: as missing
 
 
 @strawberry.type
@@ -75,6 +78,7 @@ class Subscription(NotificationsSubscription, DiscussionsSubscription):
 
 
 NODE_TYPES = [Member, Session, RulesVersion, Notification, AuditEntry, Area, Thread, Post]
+NODE_TYPE_NAMES = frozenset(t.__name__ for t in NODE_TYPES)
 
 
 class CommunitySchema(strawberry.Schema):
@@ -95,12 +99,15 @@ class CommunitySchema(strawberry.Schema):
 
 def create_schema(settings: Settings | None = None) -> CommunitySchema:
     settings = settings or Settings()
-    extensions: list[Any] = build_extensions(
-        production=settings.production,
-        max_depth=settings.max_query_depth,
-        max_aliases=settings.max_aliases,
-        max_tokens=settings.max_tokens,
-    )
+    extensions: list[Any] = [
+        WebsocketSessionCheck,
+        *build_extensions(
+            production=settings.production,
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_aliases,
+            max_tokens=settings.max_tokens,
+        ),
+    ]
     return CommunitySchema(
         query=Query,
         mutation=Mutation,

@@ -7,6 +7,7 @@ token comes in the ``connection_init`` payload (``{"authorization": "Bearer
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from cross_web import HTTPException
@@ -16,12 +17,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.extensions import SchemaExtension
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.unset import UNSET
 
-from resolvers.sessions import access_session
+from resolvers.sessions import access_session, reload_session
 from schema.context import Context, language_from_header
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -118,6 +120,26 @@ class CommunityGraphQL(GraphQL[Context, None]):
             if getattr(request.state, "graphql_request_error", False):
                 response.status_code = 400
         return response
+
+
+class WebsocketSessionCheck(SchemaExtension):
+    """Re-check a websocket's session before every operation on it.
+
+    A websocket's context (and session) is built once per connection, so
+    without this a socket would stay signed in after logout, a password
+    change or resignation. Each operation (query, mutation, or the start of a
+    subscription) sees the session as it is now, with a freshly loaded member.
+    """
+
+    async def on_operation(self) -> AsyncIterator[None]:
+        context = self.execution_context.context
+        if (
+            isinstance(context, Context)
+            and isinstance(context.request, WebSocket)
+            and context.session is not None
+        ):
+            context.session = await reload_session(context.session.id)
+        yield
 
 
 class BodySizeLimit:

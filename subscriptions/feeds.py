@@ -86,10 +86,13 @@ class ThreadFeed:
         self.last = last
         self.subscribers: set[asyncio.Queue[object]] = set()
         self.task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
 
     async def run(self, ready: asyncio.Event) -> None:
         async with self.bus.subscribe(thread_channel(self.thread_id)) as wake:
             ready.set()
+            # Whatever was committed while the subscription was being confirmed.
+            await self._read_new()
             while True:
                 try:
                     await asyncio.wait_for(wake.get(), timeout=RESYNC_SECONDS)
@@ -130,14 +133,17 @@ class FeedRegistry:
             if feed is None:
                 thread = await Thread.get(id=thread_id)
                 feed = ThreadFeed(bus, thread_id, thread.last_position)
-                ready = asyncio.Event()
-                feed.task = asyncio.create_task(feed.run(ready), name=f"thread-feed-{thread_id}")
-                await ready.wait()
+                feed.ready = asyncio.Event()
+                feed.task = asyncio.create_task(
+                    feed.run(feed.ready), name=f"thread-feed-{thread_id}"
+                )
                 self.feeds[thread_id] = feed
             feed.subscribers.add(queue)
-            joined_at = feed.last
         try:
-            yield joined_at
+            # Waited for outside the registry lock: one slow Redis confirmation
+            # must not hold up subscriptions to other threads.
+            await feed.ready.wait()
+            yield feed.last
         finally:
             feed.subscribers.discard(queue)
             if not feed.subscribers and self.feeds.get(thread_id) is feed:
@@ -164,7 +170,12 @@ async def thread_snapshots(
     async with bus.subscribe(member_channel(member_id)) as queue:
         inbox: asyncio.Queue[object] = queue  # type: ignore[assignment]
         async with FEEDS.join(bus, thread_id, inbox) as joined_at:
-            last = joined_at if after is None else max(after, 0)
+            if after is None:
+                last = joined_at
+            else:
+                # A position beyond the thread's end means "from the end".
+                newest = await Thread.get(id=thread_id).values_list("last_position", flat=True)
+                last = min(max(after, 0), int(newest))  # type: ignore[call-overload]
             catch_up = after is not None
             while True:
                 while catch_up:

@@ -186,3 +186,30 @@ async def test_one_execution_is_shared_by_subscribers_with_the_same_view(server:
     finally:
         for ws in sockets:
             await ws.close()
+
+
+async def test_a_websocket_loses_its_session_when_the_session_ends(server: Server) -> None:
+    anna = await member(server)
+    async with connect(server.ws_url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"token": anna.token}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+
+        async def ask(op_id: str, query: str) -> dict[str, object]:
+            await ws.send(
+                json.dumps({"id": op_id, "type": "subscribe", "payload": {"query": query}})
+            )
+            message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert message["type"] == "next", message
+            payload: dict[str, object] = message["payload"]
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "complete"
+            return payload
+
+        before = await ask("1", "{ me { displayName } }")
+        assert before["data"] == {"me": {"displayName": anna.display_name}}
+        logout = await server.gql("mutation { logout { __typename } }", token=anna.token)
+        assert logout["data"]["logout"]["__typename"] == "Done"
+        # The same socket: no longer signed in, for queries and mutations alike.
+        after = await ask("2", "{ me { displayName } }")
+        assert after["data"] == {"me": None}
+        write = await ask("3", "mutation { logoutEverywhere { __typename } }")
+        assert write["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"  # type: ignore[index]
