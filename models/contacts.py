@@ -7,14 +7,21 @@ encrypted, authenticated seal (see ``resolvers.crypto``), never as a plain id.
 
 from __future__ import annotations
 
+import uuid
+
 from tortoise import fields
 from tortoise.models import Model
 
 
 class Contact(Model):
-    """One person's contact record."""
+    """One person's contact record.
 
-    id = fields.IntField(primary_key=True)
+    Ids are random and times are kept to the day: sequential ids or exact
+    times would line up with the community register's and link a person to
+    a pseudonym without the keys.
+    """
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
     email_ciphertext = fields.BinaryField()
     email_index = fields.CharField(max_length=64, unique=True)
     # Only the birth year is kept: the 16-year check is made on the full date
@@ -24,7 +31,7 @@ class Contact(Model):
     member_index = fields.CharField(max_length=64, unique=True)
     member_seal = fields.BinaryField()
     verified_at = fields.DatetimeField(null=True)
-    created_at = fields.DatetimeField(auto_now_add=True)
+    created_at = fields.DatetimeField()  # midnight of the day (clock.today)
 
     class Meta:
         table = "contact"
@@ -33,13 +40,13 @@ class Contact(Model):
 class Consent(Model):
     """A consent or acknowledgement the person gave (or withdrew)."""
 
-    id = fields.IntField(primary_key=True)
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
     contact: fields.ForeignKeyRelation[Contact] = fields.ForeignKeyField(
         "contacts.Contact", related_name="consents", on_delete=fields.CASCADE
     )
     kind = fields.CharField(max_length=32)
     version = fields.CharField(max_length=32, default="")
-    given_at = fields.DatetimeField(auto_now_add=True)
+    given_at = fields.DatetimeField()  # midnight of the day
     withdrawn_at = fields.DatetimeField(null=True)
 
     class Meta:
@@ -49,7 +56,7 @@ class Consent(Model):
 class EmailToken(Model):
     """A single-use, expiring link token sent by email. Only its hash is stored."""
 
-    id = fields.IntField(primary_key=True)
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
     contact: fields.ForeignKeyRelation[Contact] = fields.ForeignKeyField(
         "contacts.Contact", related_name="tokens", on_delete=fields.CASCADE
     )
@@ -57,8 +64,8 @@ class EmailToken(Model):
     token_hash = fields.CharField(max_length=64, unique=True)
     new_email_ciphertext = fields.BinaryField(null=True)
     new_email_index = fields.CharField(max_length=64, null=True)
-    created_at = fields.DatetimeField(auto_now_add=True)
-    expires_at = fields.DatetimeField()
+    created_at = fields.DatetimeField()  # midnight of the day
+    expires_at = fields.DatetimeField()  # a full hour
     used_at = fields.DatetimeField(null=True)
 
     class Meta:
@@ -72,7 +79,7 @@ class OutboxMessage(Model):
     delivered by the mail worker with retries. Recipient and body are encrypted.
     """
 
-    id = fields.IntField(primary_key=True)
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
     contact: fields.ForeignKeyNullableRelation[Contact] = fields.ForeignKeyField(
         "contacts.Contact", related_name="outbox", on_delete=fields.CASCADE, null=True
     )
@@ -86,7 +93,7 @@ class OutboxMessage(Model):
     next_attempt_at = fields.DatetimeField()
     claimed_until = fields.DatetimeField(null=True)
     last_error = fields.CharField(max_length=300, default="")
-    created_at = fields.DatetimeField(auto_now_add=True)
+    created_at = fields.DatetimeField()  # midnight of the day
     sent_at = fields.DatetimeField(null=True)
 
     class Meta:

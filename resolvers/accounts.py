@@ -10,6 +10,7 @@ compensated (see :func:`do_register`).
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -64,7 +65,8 @@ async def _issue_token(contact: Contact, purpose: str, lifetime: timedelta, **ex
         contact=contact,
         purpose=purpose,
         token_hash=crypto.hash_token(token),
-        expires_at=clock.now() + lifetime,
+        created_at=clock.today(),
+        expires_at=clock.hour_after(clock.now() + lifetime),
         **extra,
     )
     return token
@@ -76,8 +78,8 @@ async def _use_token(token: str, purpose: str) -> EmailToken:
     now = clock.now()
     if row is None or row.used_at is not None or row.expires_at <= now:
         raise UserError(Code.TOKEN_INVALID, field="token")
-    # Conditional update: of two concurrent uses only one wins.
-    used = await EmailToken.filter(id=row.id, used_at__isnull=True).update(used_at=now)
+    # Conditional update: of two concurrent uses only one wins. Kept to the day.
+    used = await EmailToken.filter(id=row.id, used_at__isnull=True).update(used_at=clock.today())
     if used != 1:
         raise UserError(Code.TOKEN_INVALID, field="token")
     return row
@@ -166,7 +168,7 @@ async def do_register(
         await _reserve_names(login, login_key, display, display_key, language)
         return Registration()
 
-    contact_id: int | None = None
+    contact_id: uuid.UUID | None = None
     try:
         async with in_transaction("community"):
             member = await Member.create(
@@ -187,9 +189,12 @@ async def do_register(
                     language=language,
                     member_index=crypto.member_index(member.id),
                     member_seal=crypto.seal_member(member.id),
+                    created_at=clock.today(),
                 )
-                await Consent.create(contact=contact, kind="rules", version=str(rules.version))
-                await Consent.create(contact=contact, kind="privacy_notice", version="1")
+                for kind, version in (("rules", str(rules.version)), ("privacy_notice", "1")):
+                    await Consent.create(
+                        contact=contact, kind=kind, version=version, given_at=clock.today()
+                    )
                 token = await _issue_token(
                     contact, "verify", timedelta(hours=settings.verify_token_hours)
                 )
@@ -224,7 +229,7 @@ async def do_verify_email(token: str) -> Member:
     async with in_transaction("contacts"):
         row = await _use_token(token, "verify")
         contact = await Contact.get(id=row.contact_id)  # type: ignore[attr-defined]
-        contact.verified_at = clock.now()
+        contact.verified_at = clock.today()
         await contact.save(update_fields=["verified_at"])
         member = await Member.get(id=crypto.unseal_member(contact.member_seal))
         if member.status == MemberStatus.PENDING:
@@ -355,7 +360,7 @@ async def do_confirm_email_change(token: str) -> None:
         await Contact.filter(id=row.contact_id).update(  # type: ignore[attr-defined]
             email_ciphertext=row.new_email_ciphertext,
             email_index=row.new_email_index,
-            verified_at=clock.now(),
+            verified_at=clock.today(),
         )
         # The pending address is no longer needed in the token row.
         await EmailToken.filter(id=row.id).update(new_email_ciphertext=None, new_email_index=None)
@@ -419,7 +424,7 @@ async def do_reset_password(token: str, new_password: str) -> None:
             await member.save(update_fields=fields)
             await Session.filter(member_id=member.id).delete()
         if contact.verified_at is None:
-            contact.verified_at = now
+            contact.verified_at = clock.today()
             await contact.save(update_fields=["verified_at"])
     await publish_sessions_ended(member.id)
 

@@ -63,6 +63,7 @@ async def enqueue(
         recipient_ciphertext=crypto.encrypt(to_address, "outbox-recipient"),
         subject=subject,
         body_ciphertext=crypto.encrypt(body, "outbox-body"),
+        created_at=clock.today(),
         next_attempt_at=clock.now(),
     )
     return message
@@ -105,7 +106,7 @@ class MailWorker:
         await OutboxMessage.filter(status="sending", claimed_until__lt=now).update(status="pending")
         due = (
             await OutboxMessage.filter(status="pending", next_attempt_at__lte=now)
-            .order_by("id")
+            .order_by("next_attempt_at")
             .limit(limit)
             .values_list("id", flat=True)
         )
@@ -125,9 +126,12 @@ class MailWorker:
                 await self._failed(message, exc)
             else:
                 message.status = "sent"
-                message.sent_at = clock.now()
+                # Kept to the day, like every time in the contacts register.
+                message.sent_at = message.next_attempt_at = clock.today()
                 message.claimed_until = None
-                await message.save(update_fields=["status", "sent_at", "claimed_until"])
+                await message.save(
+                    update_fields=["status", "sent_at", "next_attempt_at", "claimed_until"]
+                )
                 sent += 1
         return sent
 
@@ -168,7 +172,7 @@ class MailWorker:
         email = self._build(message)
         settings = self.settings
         if not settings.smtp_host:
-            path = Path(settings.mail_dir) / f"{message.id:08d}-{message.template}.eml"
+            path = Path(settings.mail_dir) / f"{message.id}-{message.template}.eml"
             await asyncio.to_thread(_write_file, path, bytes(email))
             return
         await aiosmtplib.send(
