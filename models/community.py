@@ -155,12 +155,18 @@ class AuditEntry(Model):
 
 
 class Notification(Model):
-    """A personal notice for one member. Its id is its stream position."""
+    """A personal notice for one member, at the next position of their own stream.
+
+    Positions come from the member's :class:`NotificationCounter`, taken under
+    its row lock in the creating transaction, so a member's notices commit in
+    position order (ids do not: two transactions may commit out of id order).
+    """
 
     id = fields.IntField(primary_key=True)
     member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
         "community.Member", related_name="notifications", on_delete=fields.CASCADE
     )
+    position = fields.IntField(default=0, db_default=0)
     kind = fields.CharField(max_length=32)
     params: dict[str, Any] = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -168,7 +174,20 @@ class Notification(Model):
 
     class Meta:
         table = "notification"
-        indexes = (("member_id", "id"),)
+        indexes = (("member_id", "id"), ("member_id", "position"))
+
+
+class NotificationCounter(Model):
+    """The last notification position handed out to one member."""
+
+    id = fields.IntField(primary_key=True)
+    member: fields.OneToOneRelation[Member] = fields.OneToOneField(
+        "community.Member", related_name="notification_counter", on_delete=fields.CASCADE
+    )
+    last_position = fields.IntField(default=0)
+
+    class Meta:
+        table = "notification_counter"
 
 
 class LoginThrottle(Model):

@@ -21,7 +21,7 @@ from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
 from config import get_settings
-from models.community import GroupMembership, Member, MemberStatus, Notification, Role
+from models.community import GroupMembership, Member, MemberStatus, Role
 from models.discussions import (
     Area,
     EventKind,
@@ -37,6 +37,7 @@ from models.discussions import (
 from resolvers import audit, clock
 from resolvers.errors import Code, UserError
 from resolvers.formatting import clean_text
+from resolvers.notices import notify
 from resolvers.rules import check_can_write
 from subscriptions.bus import get_bus
 from subscriptions.notifications import member_channel
@@ -280,7 +281,7 @@ async def do_add_post(
         if depth > MAX_DEPTH:
             raise UserError(Code.REPLY_TOO_DEEP, field="parentId", max=MAX_DEPTH)
     body = clean_text(body, get_settings().post_max_length)
-    notify: tuple[int, ...] = ()
+    notified: tuple[int, ...] = ()
     try:
         async with in_transaction("community"):
             await _check_post_rate_locked(member)
@@ -299,19 +300,15 @@ async def do_add_post(
             if parent is not None and parent.author_id != member.id:  # type: ignore[attr-defined]
                 author = await Member.get(id=parent.author_id)  # type: ignore[attr-defined]
                 if author.status == MemberStatus.ACTIVE:
-                    await Notification.create(
-                        member_id=author.id,
-                        kind="REPLY",
-                        params={"postId": post.id, "threadId": thread.id},
-                    )
-                    notify = (author.id,)
+                    await notify(author.id, "REPLY", {"postId": post.id, "threadId": thread.id})
+                    notified = (author.id,)
     except IntegrityError:
         existing = await _existing_post(member, client_key)
         if existing is None:
             raise
         return existing
     await _touch_activity(member)
-    await _publish(Published(thread.id, position, notify))
+    await _publish(Published(thread.id, position, notified))
     return post
 
 

@@ -17,13 +17,14 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from config import get_settings
-from models.community import Member, MemberStatus, Notification, Role
+from models.community import Member, MemberStatus, Role
 from models.discussions import EventKind, Post, PostStatus
 from models.moderation import Report, ReportCategory
 from resolvers import audit, clock
 from resolvers.discussions import Published, _append_event, _publish, access_post
 from resolvers.errors import Code, UserError
 from resolvers.formatting import clean_text
+from resolvers.notices import notify
 
 NOTE_MAX = 1000
 MODERATORS = (Role.MODERATOR, Role.ADMIN)
@@ -117,7 +118,7 @@ async def do_moderate_post(
     if post.status == target and (decision != Decision.APPROVE or post.reviewed_at is not None):
         return post, False  # decided already: answered, not applied twice
     now = clock.now()
-    notify: tuple[int, ...] = ()
+    notified: tuple[int, ...] = ()
     async with in_transaction("community"):
         # Re-read under the row lock: two moderators deciding at once apply it once.
         locked = await Post.filter(id=post.id).select_for_update(no_key=True).get()
@@ -167,14 +168,14 @@ async def do_moderate_post(
             author = await Member.get(id=locked.author_id)  # type: ignore[attr-defined]
             if author.status == MemberStatus.ACTIVE:
                 # The author is told which rule; never who reported it.
-                await Notification.create(
-                    member_id=author.id,
-                    kind="POST_REMOVED_BY_MODERATOR",
-                    params={"postId": locked.id, "category": category.value if category else ""},
+                await notify(
+                    author.id,
+                    "POST_REMOVED_BY_MODERATOR",
+                    {"postId": locked.id, "category": category.value if category else ""},
                 )
-                notify = (author.id,)
-    if position is not None or notify:
+                notified = (author.id,)
+    if position is not None or notified:
         await _publish(
-            Published(locked.thread_id, position or 0, notify)  # type: ignore[attr-defined]
+            Published(locked.thread_id, position or 0, notified)  # type: ignore[attr-defined]
         )
     return locked, True

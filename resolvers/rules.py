@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from models.community import Member, MemberStatus, Notification, Role, RulesAcceptance, RulesVersion
+from models.community import Member, MemberStatus, Role, RulesAcceptance, RulesVersion
 from resolvers import audit
 from resolvers.errors import Code, UserError
+from resolvers.notices import notify
 from subscriptions.bus import get_bus
 from subscriptions.notifications import EVERYONE_CHANNEL
 
@@ -53,18 +56,13 @@ async def do_publish_rules(
             text_en=text_en,
             published_by_id=actor.id if actor else None,
         )
-        member_ids = await Member.filter(status=MemberStatus.ACTIVE, role=Role.MEMBER).values_list(
-            "id", flat=True
-        )
-        await Notification.bulk_create(
-            [
-                Notification(
-                    member_id=mid, kind="RULES_CHANGED", params={"rulesVersionId": version.id}
-                )
-                for mid in member_ids
-            ],
-            batch_size=500,
-        )
+        member_ids: list[Any] = await Member.filter(
+            status=MemberStatus.ACTIVE, role=Role.MEMBER
+        ).values_list("id", flat=True)
+        # One notice per member, each at the next position of that member's stream
+        # (a few statements per member: publishing rules is rare).
+        for member_id in member_ids:
+            await notify(int(member_id), "RULES_CHANGED", {"rulesVersionId": version.id})
         await audit.record(actor, "rules.publish", version=version.version)
     await get_bus().publish(EVERYONE_CHANNEL, {"type": "notification"})
     return version

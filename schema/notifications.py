@@ -48,7 +48,7 @@ class Notification(relay.Node):
             subject = relay.GlobalID("Post", str(row.params["postId"]))
         return cls(
             id=row.id,
-            position=row.id,
+            position=row.position,
             kind=row.kind,
             subject_id=subject,
             category=row.params.get("category"),
@@ -92,7 +92,7 @@ class NotificationsMutation:
         assert member is not None
         query = m.Notification.filter(member_id=member.id, read_at__isnull=True)
         if up_to is not None:
-            query = query.filter(id__lte=up_to)
+            query = query.filter(position__lte=up_to)
         return await query.update(read_at=clock.now())
 
 

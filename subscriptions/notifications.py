@@ -38,8 +38,8 @@ async def notification_stream(
     """
     async with bus.subscribe(member_channel(member_id), EVERYONE_CHANNEL) as queue:
         if after is None:
-            newest = await Notification.filter(member_id=member_id).order_by("-id").first()
-            last = newest.id if newest else 0
+            newest = await Notification.filter(member_id=member_id).order_by("-position").first()
+            last = newest.position if newest else 0
         else:
             last = after
         check_session = False
@@ -48,12 +48,12 @@ async def notification_stream(
             if check_session and not await still_allowed():
                 return
             rows = (
-                await Notification.filter(member_id=member_id, id__gt=last)
-                .order_by("id")
+                await Notification.filter(member_id=member_id, position__gt=last)
+                .order_by("position")
                 .limit(PAGE)
             )
             for row in rows:
-                last = row.id
+                last = row.position
                 yield row
             if len(rows) == PAGE:
                 continue

@@ -61,6 +61,7 @@ COMMUNITY_TABLES = {
     "thread_event",
     "read_position",
     "report",
+    "notification_counter",
 }
 CONTACTS_TABLES = {"contact", "consent", "email_token", "outbox_message"}
 

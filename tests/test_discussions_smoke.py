@@ -213,3 +213,36 @@ async def test_a_websocket_loses_its_session_when_the_session_ends(server: Serve
         assert after["data"] == {"me": None}
         write = await ask("3", "mutation { logoutEverywhere { __typename } }")
         assert write["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"  # type: ignore[index]
+
+
+async def test_notification_positions_are_taken_in_commit_order(server: Server) -> None:
+    """A member's second notice waits for the first's transaction: positions never
+    commit out of order, so a stream reading "after p" cannot skip one."""
+    from tortoise.transactions import in_transaction
+
+    from models.community import Notification
+    from resolvers.notices import notify
+
+    anna = await member(server)
+    opened, release = asyncio.Event(), asyncio.Event()
+
+    async def first() -> int:
+        async with in_transaction("community"):
+            row = await notify(anna.member_id, "TEST", {})
+            opened.set()
+            await release.wait()
+            return row.position
+
+    async def second() -> int:
+        await opened.wait()
+        async with in_transaction("community"):
+            return (await notify(anna.member_id, "TEST", {})).position
+
+    one, two = asyncio.create_task(first()), asyncio.create_task(second())
+    await opened.wait()
+    await asyncio.sleep(0.3)
+    assert not two.done()  # held behind the first notice's open transaction
+    release.set()
+    assert (await one, await two) == (1, 2)
+    rows = await Notification.filter(member_id=anna.member_id).order_by("id")
+    assert [r.position for r in rows] == [1, 2]

@@ -447,7 +447,7 @@ async def test_notifications_query_and_mark_read(server: Server) -> None:
     positions = [n["position"] for n in nodes] + [last["edges"][0]["node"]["position"]]
     assert positions == sorted(positions, reverse=True)
     rows = await Notification.filter(member_id=account.member_id).order_by("id")
-    assert [r.id for r in rows] == sorted(positions)
+    assert [r.position for r in rows] == sorted(positions) == [1, 2, 3]
     assert db_id(nodes[0]["id"], "Notification") == rows[-1].id
 
     # Mark the two oldest read.
