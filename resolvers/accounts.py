@@ -226,7 +226,8 @@ async def do_register(
 
 
 async def do_verify_email(token: str) -> Member:
-    async with in_transaction("contacts"):
+    # Community first, then contacts: the order register takes them in (no lock cycle).
+    async with in_transaction("community"), in_transaction("contacts"):
         row = await _use_token(token, "verify")
         contact = await Contact.get(id=row.contact_id)  # type: ignore[attr-defined]
         contact.verified_at = clock.today()
@@ -400,29 +401,28 @@ async def do_reset_password(token: str, new_password: str) -> None:
     Opening the link proves the address, so a still unverified member is
     verified by it too.
     """
-    async with in_transaction("contacts"):
-        row = await EmailToken.get_or_none(
-            token_hash=crypto.hash_token(token or ""), purpose="reset"
-        )
-        if row is None or row.used_at is not None or row.expires_at <= clock.now():
-            raise UserError(Code.TOKEN_INVALID, field="token")
-        contact = await Contact.get(id=row.contact_id)  # type: ignore[attr-defined]
-        member = await Member.get(id=crypto.unseal_member(contact.member_seal))
-        check_password(
-            new_password, member.login_name or "", member.display_name or "", field="newPassword"
-        )
+    row = await EmailToken.get_or_none(token_hash=crypto.hash_token(token or ""), purpose="reset")
+    if row is None or row.used_at is not None or row.expires_at <= clock.now():
+        raise UserError(Code.TOKEN_INVALID, field="token")
+    contact = await Contact.get(id=row.contact_id)  # type: ignore[attr-defined]
+    member = await Member.get(id=crypto.unseal_member(contact.member_seal))
+    check_password(
+        new_password, member.login_name or "", member.display_name or "", field="newPassword"
+    )
+    # Hashed before any lock is taken; then community first, contacts second:
+    # the order every write across both registers takes them in (no lock cycle).
+    password_hash = await hash_password(new_password)
+    async with in_transaction("community"), in_transaction("contacts"):
         await _use_token(token, "reset")
-        password_hash = await hash_password(new_password)
         now = clock.now()
-        async with in_transaction("community"):
-            member.password_hash = password_hash
-            member.password_changed_at = now
-            fields = ["password_hash", "password_changed_at"]
-            if member.status == MemberStatus.PENDING:
-                member.status, member.activated_at = MemberStatus.ACTIVE, now
-                fields += ["status", "activated_at"]
-            await member.save(update_fields=fields)
-            await Session.filter(member_id=member.id).delete()
+        member.password_hash = password_hash
+        member.password_changed_at = now
+        fields = ["password_hash", "password_changed_at"]
+        if member.status == MemberStatus.PENDING:
+            member.status, member.activated_at = MemberStatus.ACTIVE, now
+            fields += ["status", "activated_at"]
+        await member.save(update_fields=fields)
+        await Session.filter(member_id=member.id).delete()
         if contact.verified_at is None:
             contact.verified_at = clock.today()
             await contact.save(update_fields=["verified_at"])

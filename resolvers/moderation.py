@@ -52,15 +52,19 @@ async def do_report_post(
     note = clean_text(note, NOTE_MAX, field="note") if note.strip() else ""
     settings = get_settings()
     since = clock.now() - timedelta(days=1)
-    if await Report.filter(reporter_id=reporter.id, created_at__gt=since).count() >= (
-        settings.reports_per_day
-    ):
-        raise UserError(Code.TOO_MANY_REPORTS, retry_after=3600)
+    recent = Report.filter(reporter_id=reporter.id, created_at__gt=since)
+    if await recent.count() >= settings.reports_per_day:
+        oldest = await recent.order_by("created_at").first()
+        wait = 86400 - int((clock.now() - oldest.created_at).total_seconds()) if oldest else 86400
+        raise UserError(Code.TOO_MANY_REPORTS, retry_after=max(1, wait))
     if await Report.exists(post_id=post.id, reporter_id=reporter.id):
         raise UserError(Code.ALREADY_REPORTED)
     held = False
     try:
         async with in_transaction("community"):
+            # The post's row lock: reports of one post are counted one at a time,
+            # against the post's current status.
+            post = await Post.filter(id=post.id).select_for_update(no_key=True).get()
             await Report.create(
                 post=post, reporter=reporter, category=category, note=note, created_at=clock.now()
             )
@@ -115,15 +119,24 @@ async def do_moderate_post(
     }[decision]
     if post.status not in allowed_from:
         raise UserError(Code.DECISION_NOT_APPLICABLE)
-    if post.status == target and (decision != Decision.APPROVE or post.reviewed_at is not None):
+    if post.status == target and (
+        decision != Decision.APPROVE
+        or (
+            post.reviewed_at is not None
+            and not await Report.exists(post_id=post.id, settled_at__isnull=True)
+        )
+    ):
         return post, False  # decided already: answered, not applied twice
     now = clock.now()
     notified: tuple[int, ...] = ()
     async with in_transaction("community"):
         # Re-read under the row lock: two moderators deciding at once apply it once.
         locked = await Post.filter(id=post.id).select_for_update(no_key=True).get()
+        if locked.status not in allowed_from:
+            raise UserError(Code.DECISION_NOT_APPLICABLE)
+        open_reports = await Report.exists(post_id=locked.id, settled_at__isnull=True)
         if locked.status == target and (
-            decision != Decision.APPROVE or locked.reviewed_at is not None
+            decision != Decision.APPROVE or (locked.reviewed_at is not None and not open_reports)
         ):
             return locked, False
         was_hidden = locked.status != PostStatus.VISIBLE

@@ -51,7 +51,7 @@ class Notification(relay.Node):
             position=row.position,
             kind=row.kind,
             subject_id=subject,
-            category=row.params.get("category"),
+            category=(row.params.get("category") or "").upper() or None,
             created_at=row.created_at,
             read=row.read_at is not None,
         )
