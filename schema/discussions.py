@@ -29,6 +29,7 @@ from schema.pagination import (
     check_first,
     db_id,
     encode_cursor,
+    nodes_in_order,
     paginate,
 )
 from schema.permissions import IsAuthenticated, IsStaff
@@ -274,17 +275,13 @@ class Thread(relay.Node):
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Thread | None]:
         member = info.context.member
-        ids = [db_id(i) for i in node_ids]
         if member is None:
-            return [None for _ in ids]
-        rows = {
-            r.id: r
-            for r in await dm.Thread.filter(
-                discussions.visible_to(member, "area__"), id__in=[i for i in ids if i]
-            ).select_related("started_by")
-        }
+            return [None for _ in node_ids]
         language = info.context.language
-        return [cls.from_row(rows[i], language) if i in rows else None for i in ids]
+        visible = dm.Thread.filter(discussions.visible_to(member, "area__"))
+        return await nodes_in_order(
+            visible.select_related("started_by"), node_ids, lambda r: cls.from_row(r, language)
+        )
 
 
 async def _posts_around(
@@ -360,17 +357,11 @@ class Area(relay.Node):
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Area | None]:
         member = info.context.member
-        ids = [db_id(i) for i in node_ids]
         if member is None:
-            return [None for _ in ids]
+            return [None for _ in node_ids]
         # Restricted areas outside the viewer's groups look like missing ones.
-        rows = {
-            r.id: r
-            for r in await dm.Area.filter(
-                discussions.visible_to(member), id__in=[i for i in ids if i]
-            )
-        }
-        return [cls.from_row(rows[i]) if i in rows else None for i in ids]
+        visible = dm.Area.filter(discussions.visible_to(member))
+        return await nodes_in_order(visible, node_ids, cls.from_row)
 
 
 @strawberry.type(description="One change in a thread; `position` increases by one per event.")
