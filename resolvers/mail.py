@@ -156,21 +156,25 @@ class MailWorker:
             message.last_error,
         )
 
-    def _build(self, message: OutboxMessage) -> EmailMessage:
+    def _build(self, message: OutboxMessage, transfer_encoding: str) -> EmailMessage:
         email = EmailMessage()
         email["From"] = self.settings.mail_from
         email["To"] = crypto.decrypt(message.recipient_ciphertext, "outbox-recipient")
         email["Subject"] = message.subject
         email["Message-ID"] = make_msgid(idstring=f"outbox-{message.id}")
         email["X-Community-Template"] = message.template
-        email.set_content(crypto.decrypt(message.body_ciphertext, "outbox-body"))
+        email.set_content(
+            crypto.decrypt(message.body_ciphertext, "outbox-body"), cte=transfer_encoding
+        )
         # After set_content, which drops every Content-* header set before it.
         email["Content-Language"] = message.language
         return email
 
     async def _send(self, message: OutboxMessage) -> None:
-        email = self._build(message)
         settings = self.settings
+        # Files are read by people (links must be copyable): 8bit text there;
+        # quoted-printable over SMTP, which any server accepts.
+        email = self._build(message, "quoted-printable" if settings.smtp_host else "8bit")
         if not settings.smtp_host:
             path = Path(settings.mail_dir) / f"{message.id}-{message.template}.eml"
             await asyncio.to_thread(_write_file, path, bytes(email))
