@@ -246,3 +246,46 @@ async def test_notification_positions_are_taken_in_commit_order(server: Server) 
     assert (await one, await two) == (1, 2)
     rows = await Notification.filter(member_id=anna.member_id).order_by("id")
     assert [r.position for r in rows] == [1, 2]
+
+
+async def test_a_parallel_burst_of_sign_ins_is_throttled(server: Server) -> None:
+    from dataclasses import replace
+
+    from config import override_settings
+    from tests.helpers import login
+
+    anna = await member(server)
+    override_settings(replace(server.settings, login_max_failures_account=5))
+    results = await asyncio.gather(
+        *(login(server, anna.login_name, "not the password at all") for _ in range(15))
+    )
+    codes = [r["code"] for r in results]
+    # Attempts are counted before any password is checked: never more than 5 checks.
+    assert codes.count("INVALID_CREDENTIALS") <= 5, codes
+    assert codes.count("TOO_MANY_ATTEMPTS") >= 10, codes
+
+
+async def test_registering_while_others_verify_does_not_deadlock(server: Server) -> None:
+    """Register (community, then contacts) beside verify and reset (the same order)."""
+    from tests.helpers import VERIFY_EMAIL, register
+    from tests.smtp import token_in
+
+    pending = []
+    for n in range(8):
+        email = f"lockorder{n}@example.com"
+        result = await register(server, email=email, loginName=f"lockorder{n}")
+        assert result["__typename"] == "RegisterSuccess", result
+        pending.append(token_in(await server.smtp.wait_for(email, "verify")))
+    calls = [server.gql(VERIFY_EMAIL, {"token": token}) for token in pending]
+    calls += [register(server, email=f"lockfresh{n}@example.com") for n in range(8)]
+    results = await asyncio.wait_for(asyncio.gather(*calls), timeout=30)
+    assert all("errors" not in r for r in results), results
+
+
+async def test_members_made_in_parallel_do_not_deadlock_the_registers(server: Server) -> None:
+    """Register, verify and sign in, six at once: with verify taking contacts
+    before community this deadlocked SQLite now and then."""
+    accounts = await asyncio.wait_for(
+        asyncio.gather(*(member(server) for _ in range(6))), timeout=40
+    )
+    assert len({a.member_id for a in accounts}) == 6
