@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from strawberry.relay import GlobalID
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from config import override_settings
@@ -39,9 +39,9 @@ from subscriptions.bus import get_bus
 from subscriptions.feeds import FEEDS
 from tests.conftest import Server
 from tests.helpers import Account, assert_no_permission, assert_unauthenticated, member, staff
+from tests.ws import RECEIVE_SECONDS, WsClient
 
 TRANSPORT_WS = "graphql-transport-ws"
-RECEIVE_SECONDS = 5.0
 CATEGORIES = (
     "MISINFORMATION",
     "SPAM_OR_TROLLING",
@@ -213,52 +213,6 @@ subscription Notices($after: Int) {
 """
 
 # ---------------------------------------------------------------- websocket client
-
-
-class WsClient:
-    """A minimal graphql-transport-ws client."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-
-    async def send(self, message: dict[str, Any]) -> None:
-        await self.ws.send(json.dumps(message))
-
-    async def subscribe(self, op_id: str, query: str, variables: dict[str, Any]) -> None:
-        payload = {"query": query, "variables": variables}
-        await self.send({"type": "subscribe", "id": op_id, "payload": payload})
-
-    async def receive(self, timeout: float = RECEIVE_SECONDS) -> dict[str, Any]:
-        """The next protocol message, answering pings and skipping pongs."""
-        async with asyncio.timeout(timeout):
-            while True:
-                message: dict[str, Any] = json.loads(await self.ws.recv())
-                if message["type"] == "ping":
-                    await self.send({"type": "pong"})
-                    continue
-                if message["type"] == "pong":
-                    continue
-                return message
-
-    async def next_data(self, op_id: str, field: str) -> Any:
-        """The `field` of the next `next` message of `op_id` (asserts no errors)."""
-        message = await self.receive()
-        assert message["type"] == "next", message
-        assert message["id"] == op_id, message
-        assert "errors" not in message["payload"], message
-        return message["payload"]["data"][field]
-
-    async def next_event(self, op_id: str = "events") -> dict[str, Any]:
-        event: dict[str, Any] = await self.next_data(op_id, "threadEvents")
-        assert event["__typename"] == "ThreadEvent", event
-        return event
-
-    async def expect_silence(self, seconds: float) -> None:
-        try:
-            message = await self.receive(timeout=seconds)
-        except TimeoutError:
-            return
-        raise AssertionError(f"unexpected message: {message}")
 
 
 @asynccontextmanager
