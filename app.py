@@ -26,6 +26,7 @@ from resolvers.mail import MailWorker
 from schema import create_schema
 from schema.http import BodySizeLimit, CommunityGraphQL
 from subscriptions.bus import Bus, get_bus, set_bus
+from subscriptions.connections import CONNECTIONS
 
 log = logging.getLogger("community.app")
 
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await bus.connect()
             set_bus(bus)
             stop = asyncio.Event()
+            closer = asyncio.create_task(CONNECTIONS.run(bus), name="connections")
             worker = (
                 asyncio.create_task(MailWorker(settings).run(stop), name="mail-worker")
                 if settings.mail_worker
@@ -89,6 +91,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 yield
             finally:
                 stop.set()
+                closer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await closer
                 if worker is not None:
                     worker.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -110,6 +110,13 @@ async def mail_worker(settings: Settings, once: bool) -> str:
     return "stopped"
 
 
+async def purge_bans(settings: Settings) -> str:
+    from resolvers.sanctions import purge_ended_bans
+
+    async with database_and_bus(settings):
+        return f"erased {await purge_ended_bans()} banned members after their legal hold"
+
+
 def serve(settings: Settings, host: str, port: int, workers: int, migrate: bool) -> None:
     import uvicorn
 
@@ -165,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("mail-worker", help="deliver the email outbox (for scale-out)")
     p.add_argument("--once", action="store_true", help="deliver what is due and exit")
 
+    commands.add_parser("purge-bans", help="erase banned members whose legal-hold period has ended")
     p = commands.add_parser("export-schema", help="write the GraphQL SDL")
     p.add_argument("file", type=Path, nargs="?", default=Path("schema.graphql"))
     return parser
@@ -182,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         "makemigrations": lambda: make_migrations(settings),
         "publish-rules": lambda: publish_rules(settings, args.file, args.if_none),
         "mail-worker": lambda: mail_worker(settings, getattr(args, "once", False)),
+        "purge-bans": lambda: purge_bans(settings),
     }
     if args.command == "serve":
         serve(settings, args.host, args.port, args.workers, not args.no_migrate)

@@ -90,6 +90,16 @@ class Settings:
     # Moderation.
     report_hide_threshold: int = 3
     reports_per_day: int = 20
+    # The same text posted again by the same member within this window is refused (0: off).
+    repeat_post_minutes: int = 24 * 60
+    # Links from members with fewer published posts than this are held for review.
+    new_member_link_posts: int = 3
+    # New members' posts are held until this many are published (0: off).
+    premoderate_new_member_posts: int = 0
+    # Repeat suspensions without an explicit end last these many hours, in turn.
+    suspension_steps_hours: tuple[int, ...] = (24, 72, 168, 720)
+    # After a ban, the member's contact data and email index are kept this long.
+    ban_hold_days: int = 365
     # Request limits.
     max_body_bytes: int = 256 * 1024
     max_query_depth: int = 12
@@ -184,6 +194,16 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         except ValueError as exc:
             raise ConfigError(f"{name} must be an integer") from exc
 
+    def steps(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+        raw = get(name, ",".join(str(d) for d in default))
+        try:
+            values = tuple(int(part) for part in raw.split(",") if part.strip())
+        except ValueError as exc:
+            raise ConfigError(f"{name} must be a comma-separated list of hours") from exc
+        if not values or any(v <= 0 for v in values):
+            raise ConfigError(f"{name} must list positive hours")
+        return values
+
     origins = tuple(o.strip() for o in get("ALLOWED_ORIGINS", "").split(",") if o.strip())
     settings = Settings(
         env=get("COMMUNITY_ENV", "development"),
@@ -225,6 +245,13 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         posts_per_hour=integer("POSTS_PER_HOUR", Settings.posts_per_hour),
         report_hide_threshold=integer("REPORT_HIDE_THRESHOLD", Settings.report_hide_threshold),
         reports_per_day=integer("REPORTS_PER_DAY", Settings.reports_per_day),
+        repeat_post_minutes=integer("REPEAT_POST_MINUTES", Settings.repeat_post_minutes),
+        new_member_link_posts=integer("NEW_MEMBER_LINK_POSTS", Settings.new_member_link_posts),
+        premoderate_new_member_posts=integer(
+            "PREMODERATE_NEW_MEMBER_POSTS", Settings.premoderate_new_member_posts
+        ),
+        suspension_steps_hours=steps("SUSPENSION_STEPS_HOURS", Settings.suspension_steps_hours),
+        ban_hold_days=integer("BAN_HOLD_DAYS", Settings.ban_hold_days),
         max_body_bytes=integer("MAX_BODY_BYTES", Settings.max_body_bytes),
         trust_proxy_headers=_bool(get("TRUST_PROXY_HEADERS", "false")),
         ws_compression=_bool(get("WS_COMPRESSION", "false")),

@@ -172,12 +172,32 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
 
+async def make_members(version: Any, count: int) -> list[Any]:
+    """Active members who accepted the rules, written straight into the database."""
+    from models.community import Member, MemberStatus, RulesAcceptance
+    from resolvers import clock
+
+    people = []
+    for i in range(count):
+        person = await Member.create(
+            login_name=f"bench{i}",
+            login_key=f"bench{i}",
+            display_name=f"Bench Person {i}",
+            display_key=f"benchperson{i}",
+            status=MemberStatus.ACTIVE,
+            activated_at=clock.now(),
+        )
+        await RulesAcceptance.create(member=person, rules=version)
+        people.append(person)
+    return people
+
+
 async def seed(settings: Any, members: int, sessions: int) -> dict[str, Any]:
     """Members, an area, a thread with 25 posts and reactions, and N sessions."""
     from tortoise.context import TortoiseContext
 
     from config import override_settings
-    from models.community import Member, MemberStatus, RulesAcceptance, Session
+    from models.community import Session
     from models.discussions import ReactionKind
     from resolvers import accounts, clock, crypto, discussions, rules
     from subscriptions.bus import Bus, set_bus
@@ -192,18 +212,7 @@ async def seed(settings: Any, members: int, sessions: int) -> dict[str, Any]:
         admin = await accounts.do_create_staff(
             "admin", "benchops", "Bench Staff", "correct horse battery"
         )
-        people = []
-        for i in range(members):
-            person = await Member.create(
-                login_name=f"bench{i}",
-                login_key=f"bench{i}",
-                display_name=f"Bench Person {i}",
-                display_key=f"benchperson{i}",
-                status=MemberStatus.ACTIVE,
-                activated_at=clock.now(),
-            )
-            await RulesAcceptance.create(member=person, rules=version)
-            people.append(person)
+        people = await make_members(version, members)
         area = await discussions.do_create_area(
             admin, {"fi": "Alue", "sv": "Område", "en": "Area"}, {}, None, True
         )

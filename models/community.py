@@ -25,6 +25,7 @@ class MemberStatus(StrEnum):
     PENDING = "pending"  # registered, email not yet verified
     ACTIVE = "active"
     RESIGNED = "resigned"  # tombstone: shown as "former member"
+    BANNED = "banned"  # membership ended by a moderator for a rules breach
 
 
 class Language(StrEnum):
@@ -51,6 +52,9 @@ class Member(Model):
     last_active_at = fields.DatetimeField(null=True)
     password_changed_at = fields.DatetimeField(null=True)
     ended_at = fields.DatetimeField(null=True)
+    # Moderation: may read but not write until this time; every post held for review.
+    suspended_until = fields.DatetimeField(null=True)
+    premoderated = fields.BooleanField(default=False, db_default=False)
 
     sessions: fields.ReverseRelation[Session]
     acceptances: fields.ReverseRelation[RulesAcceptance]

@@ -98,3 +98,21 @@ class OutboxMessage(Model):
 
     class Meta:
         table = "outbox_message"
+
+
+class BannedAddress(Model):
+    """The keyed blind index of a banned member's email, kept for the legal-hold period.
+
+    Registering that address again is refused until ``hold_until``; the
+    lifecycle purge deletes the row (and the banned member's contact) then.
+    Only the index is kept: the address itself cannot be read back from it.
+    """
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    email_index = fields.CharField(max_length=64, unique=True)
+    member_index = fields.CharField(max_length=64, unique=True)
+    banned_at = fields.DatetimeField()  # midnight of the day
+    hold_until = fields.DatetimeField()  # midnight of the day
+
+    class Meta:
+        table = "banned_address"

@@ -54,6 +54,8 @@ class Area(Model):
         "community.MemberGroup", related_name="areas", on_delete=fields.RESTRICT, null=True
     )
     members_can_start_threads = fields.BooleanField(default=False)
+    # Every post in the area is held for a moderator's approval.
+    premoderated = fields.BooleanField(default=False, db_default=False)
     created_by_id = fields.IntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
@@ -76,6 +78,11 @@ class Thread(Model):
     last_position = fields.IntField(default=0)
     last_activity_at = fields.DatetimeField()
     post_count = fields.IntField(default=0)
+    # Moderation: a locked thread takes no new posts, a pinned one is listed first.
+    locked_at = fields.DatetimeField(null=True)
+    pinned_at = fields.DatetimeField(null=True)
+    # The first post is held for review: only its author and moderators see the thread.
+    held = fields.BooleanField(default=False, db_default=False)
 
     class Meta:
         table = "thread"

@@ -29,7 +29,7 @@ from models.community import (
     RulesAcceptance,
     Session,
 )
-from models.contacts import Consent, Contact, EmailToken, OutboxMessage
+from models.contacts import BannedAddress, Consent, Contact, EmailToken, OutboxMessage
 from resolvers import audit, clock, crypto, mail
 from resolvers.checks import (
     check_birth_date,
@@ -94,8 +94,25 @@ async def _check_names_free(
         raise UserError(Code.NAME_TAKEN, field="displayName")
 
 
-async def _tell_already_registered(address: str, index: str) -> bool:
-    """Email the owner of a known address instead of registering it again."""
+async def _tell_already_registered(address: str, index: str, language: str) -> bool:
+    """Email the owner of a known address instead of registering it again.
+
+    An address under a ban's legal hold is told it cannot register until the
+    hold ends (the same answer to the caller as any registration).
+    """
+    hold = await BannedAddress.get_or_none(email_index=index, hold_until__gt=clock.now())
+    if hold is not None:
+        async with in_transaction("contacts"):
+            # Tied to the banned contact, so that the purge after the hold removes it too.
+            await mail.enqueue(
+                await Contact.get_or_none(email_index=index),
+                address,
+                "registration_refused",
+                language,
+                hold_until=hold.hold_until.date().isoformat(),
+            )
+        mail.wake_worker()
+        return True
     existing = await Contact.get_or_none(email_index=index)
     if existing is None:
         return False
@@ -164,7 +181,7 @@ async def do_register(
     index = crypto.email_index(normalised)
     settings = get_settings()
 
-    if await _tell_already_registered(normalised, index):
+    if await _tell_already_registered(normalised, index, language):
         await _reserve_names(login, login_key, display, display_key, language)
         return Registration()
 
@@ -213,7 +230,7 @@ async def do_register(
             await Contact.filter(id=contact_id).delete()
         # A concurrent registration took a name or the address a moment ago.
         await _check_names_free(login_key, display_key)
-        if await _tell_already_registered(normalised, index):
+        if await _tell_already_registered(normalised, index, language):
             await _reserve_names(login, login_key, display, display_key, language)
         return Registration()
     except BaseException:
@@ -340,7 +357,7 @@ async def do_request_email_change(member: Member, password: str, new_email: str)
             )
         elif index != contact.email_index:
             # Taken by someone else: tell that address's owner, reveal nothing here.
-            await _tell_already_registered(normalised, index)
+            await _tell_already_registered(normalised, index, contact.language)
         await mail.enqueue(
             contact,
             old,
@@ -438,38 +455,41 @@ async def do_resign(member: Member, password: str) -> None:
     if not await verify_password(member.password_hash, password):
         raise UserError(Code.WRONG_PASSWORD, field="password")
     async with in_transaction("community"):
-        await Session.filter(member_id=member.id).delete()
-        await NameHistory.filter(member_id=member.id).delete()
-        await Notification.filter(member_id=member.id).delete()
-        await LoginThrottle.filter(
-            key=crypto.throttle_key("account", f"member:{member.id}")
-        ).delete()
-        member.login_name = member.login_key = None
-        member.display_name = member.display_key = None
-        member.password_hash = None
         member.status = MemberStatus.RESIGNED
         member.ended_at = clock.now()
-        await member.save(
-            update_fields=[
-                "login_name",
-                "login_key",
-                "display_name",
-                "display_key",
-                "password_hash",
-                "status",
-                "ended_at",
-            ]
-        )
+        await member.save(update_fields=["status", "ended_at"])
+        await erase_personal_data(member)
         await audit.record(member, "member.resign", target_member_id=member.id)
-        async with in_transaction("contacts"):
-            contact = await Contact.get_or_none(member_index=crypto.member_index(member.id))
-            if contact is not None:
-                # Children first: nothing relies on the database's cascade.
-                await OutboxMessage.filter(contact_id=contact.id).delete()
-                await EmailToken.filter(contact_id=contact.id).delete()
-                await Consent.filter(contact_id=contact.id).delete()
-                await contact.delete()
     await publish_sessions_ended(member.id)
+
+
+async def erase_personal_data(member: Member) -> None:
+    """Erase what identifies a member (inside the caller's community transaction).
+
+    Credentials, sessions, names and their history, notices and the whole
+    contact record (with its consents, tokens, outbox mail and any ban hold)
+    go; the pseudonymous id stays as a tombstone ("former member").
+    """
+    await Session.filter(member_id=member.id).delete()
+    await NameHistory.filter(member_id=member.id).delete()
+    await Notification.filter(member_id=member.id).delete()
+    await LoginThrottle.filter(key=crypto.throttle_key("account", f"member:{member.id}")).delete()
+    member.login_name = member.login_key = None
+    member.display_name = member.display_key = None
+    member.password_hash = None
+    await member.save(
+        update_fields=["login_name", "login_key", "display_name", "display_key", "password_hash"]
+    )
+    async with in_transaction("contacts"):
+        index = crypto.member_index(member.id)
+        contact = await Contact.get_or_none(member_index=index)
+        if contact is not None:
+            # Children first: nothing relies on the database's cascade.
+            await OutboxMessage.filter(contact_id=contact.id).delete()
+            await EmailToken.filter(contact_id=contact.id).delete()
+            await Consent.filter(contact_id=contact.id).delete()
+            await contact.delete()
+        await BannedAddress.filter(member_index=index).delete()
 
 
 async def do_create_staff(role: str, login_name: str, display_name: str, password: str) -> Member:

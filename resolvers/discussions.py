@@ -34,10 +34,12 @@ from models.discussions import (
     Thread,
     ThreadEvent,
 )
-from resolvers import audit, clock
+from models.moderation import ModerationEventKind
+from resolvers import audit, clock, modfeed
 from resolvers.errors import Code, UserError
 from resolvers.formatting import clean_text
 from resolvers.notices import notify
+from resolvers.postchecks import CheckRefused, PostContext, Verdict, record, run_checks
 from resolvers.rules import check_can_write
 from subscriptions.bus import get_bus
 from subscriptions.notifications import member_channel
@@ -60,6 +62,22 @@ def can_read_text(post: Post, viewer: Member) -> bool:
     if post.status == PostStatus.VISIBLE or viewer.role in (Role.MODERATOR, Role.ADMIN):
         return True
     return post.status == PostStatus.HELD and post.author_id == viewer.id  # type: ignore[attr-defined]
+
+
+def readable_posts(viewer: Member) -> Q:
+    """A filter for posts the viewer may see at all: a held post only by its author
+    and moderators (to others it does not exist until approved)."""
+    if viewer.role in (Role.MODERATOR, Role.ADMIN):
+        return Q()
+    return ~Q(status=PostStatus.HELD) | Q(author_id=viewer.id)
+
+
+def readable_threads(viewer: Member) -> Q:
+    """A filter for threads the viewer may see at all: a thread whose first post is
+    held is seen only by whoever started it and by moderators."""
+    if viewer.role in (Role.MODERATOR, Role.ADMIN):
+        return Q()
+    return Q(held=False) | Q(started_by_id=viewer.id)
 
 
 # --- access ---------------------------------------------------------------
@@ -89,7 +107,7 @@ async def access_area(member: Member, area_id: int) -> Area:
 
 
 async def access_thread(member: Member, thread_id: int) -> Thread:
-    thread = await Thread.get_or_none(id=thread_id)
+    thread = await Thread.filter(readable_threads(member), id=thread_id).first()
     if thread is None:
         raise UserError(Code.NOT_FOUND)
     await access_area(member, thread.area_id)  # type: ignore[attr-defined]
@@ -113,26 +131,21 @@ def check_client_key(client_key: str) -> str:
     return client_key
 
 
-async def check_post_rate(member: Member) -> None:
-    """Per-member write limits: posts per minute and per hour."""
-    if is_staff(member):
-        return
-    settings = get_settings()
-    now = clock.now()
-    for window, limit in ((60, settings.posts_per_minute), (3600, settings.posts_per_hour)):
-        since = now - timedelta(seconds=window)
-        recent = Post.filter(author_id=member.id, created_at__gt=since)
-        if await recent.count() >= limit:
-            oldest = await recent.order_by("created_at").first()
-            wait = window - int((now - oldest.created_at).total_seconds()) if oldest else window
-            raise UserError(Code.TOO_MANY_POSTS, retry_after=max(1, wait))
+async def _checked(
+    member: Member, area: Area, body: str, **more: Any
+) -> tuple[Member, Verdict | None]:
+    """Lock the member's row and run the post checks (inside the write's transaction).
+
+    The lock makes the rate limit exact under a burst of parallel requests,
+    and gives the checks the member's current flags (pre-moderation).
+    """
+    locked = await Member.filter(id=member.id).select_for_update(no_key=True).get()
+    return locked, await run_checks(PostContext(locked, area, body, **more))
 
 
-async def _check_post_rate_locked(member: Member) -> None:
-    """The rate check inside the write's transaction, under the member's row lock,
-    so that a burst of parallel requests cannot all pass it before any inserts."""
-    await Member.filter(id=member.id).select_for_update(no_key=True).get()
-    await check_post_rate(member)
+async def _refused(member: Member, refused: CheckRefused, on_edit: bool) -> None:
+    """Record a refusal (after the write rolled back: nothing of the text is kept)."""
+    await record(member.id, refused.verdict, None, on_edit)
 
 
 # --- writes ---------------------------------------------------------------
@@ -145,6 +158,7 @@ class Published:
     thread_id: int
     position: int
     notify_member_ids: tuple[int, ...] = ()
+    moderation_position: int | None = None
 
 
 async def _append_event(thread_id: int, kind: EventKind, post_id: int) -> int:
@@ -162,12 +176,14 @@ async def _append_event(thread_id: int, kind: EventKind, post_id: int) -> int:
 
 async def _publish(published: Published) -> None:
     bus = get_bus()
-    await bus.publish(
-        thread_channel(published.thread_id),
-        {"type": "thread", "thread": published.thread_id, "position": published.position},
-    )
+    if published.position:
+        await bus.publish(
+            thread_channel(published.thread_id),
+            {"type": "thread", "thread": published.thread_id, "position": published.position},
+        )
     for member_id in published.notify_member_ids:
         await bus.publish(member_channel(member_id), {"type": "notification"})
+    await modfeed.publish(published.moderation_position)
 
 
 async def _touch_activity(member: Member) -> None:
@@ -181,6 +197,7 @@ async def do_create_area(
     descriptions: dict[str, str],
     group_id: int | None,
     members_can_start_threads: bool,
+    premoderated: bool = False,
 ) -> Area:
     if not is_staff(actor):
         raise UserError(Code.NOT_FOUND)
@@ -207,6 +224,7 @@ async def do_create_area(
             description_en=descriptions["en"],
             group_id=group_id,
             members_can_start_threads=members_can_start_threads,
+            premoderated=premoderated,
             created_by_id=actor.id,
         )
         await audit.record(actor, "area.create", area=area.id)
@@ -233,9 +251,13 @@ async def do_start_thread(
     body = clean_text(body, get_settings().post_max_length)
     try:
         async with in_transaction("community"):
-            await _check_post_rate_locked(member)
+            member, verdict = await _checked(member, area, body, title=title, client_key=client_key)
             thread = await Thread.create(
-                area=area, title=title, started_by=member, last_activity_at=clock.now()
+                area=area,
+                title=title,
+                started_by=member,
+                last_activity_at=clock.now(),
+                held=verdict is not None,
             )
             post = await Post.create(
                 thread=thread,
@@ -244,10 +266,16 @@ async def do_start_thread(
                 client_key=client_key,
                 depth=0,
                 created_at=clock.now(),
+                status=PostStatus.HELD if verdict else PostStatus.VISIBLE,
+                held_reason=verdict.check if verdict else None,
             )
             position = await _append_event(thread.id, EventKind.POST_ADDED, post.id)
             await Thread.filter(id=thread.id).update(post_count=1)
             await _mark_read(member.id, thread.id, position)
+            moderation = await _post_written(member, post, thread.id, verdict)
+    except CheckRefused as refused:
+        await _refused(member, refused, on_edit=False)
+        raise
     except IntegrityError:
         # The same key raced in from another connection: answer with the first.
         existing = await _existing_post(member, client_key)
@@ -255,8 +283,22 @@ async def do_start_thread(
             raise
         return existing
     await _touch_activity(member)
-    await _publish(Published(thread.id, position))
+    await _publish(Published(thread.id, position, moderation_position=moderation))
     return post
+
+
+async def _post_written(member: Member, post: Post, thread_id: int, verdict: Verdict | None) -> int:
+    """Record the checks' hold (if any) and tell the moderators' feed; returns its position."""
+    if verdict is not None:
+        await record(member.id, verdict, post.id, on_edit=False)
+    return await modfeed.append(
+        ModerationEventKind.POST_HELD if verdict else ModerationEventKind.POST_ADDED,
+        post_id=post.id,
+        thread_id=thread_id,
+        member_id=member.id,
+        check=verdict.check if verdict else None,
+        detail=verdict.detail if verdict else None,
+    )
 
 
 async def do_add_post(
@@ -269,6 +311,9 @@ async def do_add_post(
         return existing
     await check_can_write(member)
     thread = await access_thread(member, thread_id)
+    if thread.locked_at is not None and not is_staff(member):
+        raise UserError(Code.THREAD_LOCKED)
+    area = await Area.get(id=thread.area_id)  # type: ignore[attr-defined]
     depth = 0
     parent: Post | None = None
     if parent_id is not None:
@@ -284,7 +329,7 @@ async def do_add_post(
     notified: tuple[int, ...] = ()
     try:
         async with in_transaction("community"):
-            await _check_post_rate_locked(member)
+            member, verdict = await _checked(member, area, body, client_key=client_key)
             post = await Post.create(
                 thread=thread,
                 author=member,
@@ -293,22 +338,29 @@ async def do_add_post(
                 body=body,
                 client_key=client_key,
                 created_at=clock.now(),
+                status=PostStatus.HELD if verdict else PostStatus.VISIBLE,
+                held_reason=verdict.check if verdict else None,
             )
             position = await _append_event(thread.id, EventKind.POST_ADDED, post.id)
             await Thread.filter(id=thread.id).update(post_count=F("post_count") + 1)
             await _mark_read(member.id, thread.id, position)
-            if parent is not None and parent.author_id != member.id:  # type: ignore[attr-defined]
-                author = await Member.get(id=parent.author_id)  # type: ignore[attr-defined]
+            parent_author = parent.author_id if parent is not None else None  # type: ignore[attr-defined]
+            if verdict is None and parent_author is not None and parent_author != member.id:
+                author = await Member.get(id=parent_author)
                 if author.status == MemberStatus.ACTIVE:
                     await notify(author.id, "REPLY", {"postId": post.id, "threadId": thread.id})
                     notified = (author.id,)
+            moderation = await _post_written(member, post, thread.id, verdict)
+    except CheckRefused as refused:
+        await _refused(member, refused, on_edit=False)
+        raise
     except IntegrityError:
         existing = await _existing_post(member, client_key)
         if existing is None:
             raise
         return existing
     await _touch_activity(member)
-    await _publish(Published(thread.id, position, notified))
+    await _publish(Published(thread.id, position, notified, moderation))
     return post
 
 
@@ -325,14 +377,41 @@ async def do_edit_post(member: Member, post_id: int, body: str) -> Post:
     body = clean_text(body, get_settings().post_max_length)
     if body == post.body:
         return post
-    async with in_transaction("community"):
-        # Moderators keep every earlier version.
-        await PostEdit.create(post=post, old_body=post.body)
-        post.body = body
-        post.edited_at = clock.now()
-        await post.save(update_fields=["body", "edited_at"])
-        position = await _append_event(post.thread_id, EventKind.POST_EDITED, post.id)  # type: ignore[attr-defined]
-    await _publish(Published(post.thread_id, position))  # type: ignore[attr-defined]
+    thread = await Thread.get(id=post.thread_id)  # type: ignore[attr-defined]
+    if thread.locked_at is not None and not is_staff(member):
+        raise UserError(Code.THREAD_LOCKED)
+    area = await Area.get(id=thread.area_id)  # type: ignore[attr-defined]
+    try:
+        async with in_transaction("community"):
+            member, verdict = await _checked(member, area, body, is_edit=True, post_id=post.id)
+            # Moderators keep every earlier version.
+            await PostEdit.create(post=post, old_body=post.body)
+            post.body = body
+            post.edited_at = clock.now()
+            fields = ["body", "edited_at"]
+            if verdict is not None:
+                # Held on edit: members' views drop the post until a moderator decides.
+                post.status = PostStatus.HELD
+                post.held_reason = verdict.check
+                fields += ["status", "held_reason"]
+                await record(member.id, verdict, post.id, on_edit=True)
+            await post.save(update_fields=fields)
+            position = await _append_event(
+                thread.id, EventKind.POST_HIDDEN if verdict else EventKind.POST_EDITED, post.id
+            )
+            moderation = await modfeed.append(
+                ModerationEventKind.POST_HELD if verdict else ModerationEventKind.POST_EDITED,
+                post_id=post.id,
+                thread_id=thread.id,
+                member_id=member.id,
+                check=verdict.check if verdict else None,
+                detail=verdict.detail if verdict else None,
+                edit=True,
+            )
+    except CheckRefused as refused:
+        await _refused(member, refused, on_edit=True)
+        raise
+    await _publish(Published(thread.id, position, moderation_position=moderation))
     return post
 
 
@@ -476,6 +555,7 @@ async def unread_counts(member: Member, thread_ids: list[int]) -> dict[int, int]
     rows = (
         await ThreadEvent.filter(Q(*after, join_type="OR"), kind=EventKind.POST_ADDED)
         .exclude(post__author_id=member.id)
+        .exclude(post__status=PostStatus.HELD)
         .annotate(n=Count("id"))
         .group_by("thread_id")
         .values_list("thread_id", "n")

@@ -55,6 +55,18 @@ class Code(StrEnum):
     TOO_MANY_REPORTS = "TOO_MANY_REPORTS"
     CATEGORY_REQUIRED = "CATEGORY_REQUIRED"
     DECISION_NOT_APPLICABLE = "DECISION_NOT_APPLICABLE"
+    PERSONAL_IDENTITY_CODE_IN_TEXT = "PERSONAL_IDENTITY_CODE_IN_TEXT"
+    PHONE_NUMBER_IN_TEXT = "PHONE_NUMBER_IN_TEXT"
+    EMAIL_ADDRESS_IN_TEXT = "EMAIL_ADDRESS_IN_TEXT"
+    IBAN_IN_TEXT = "IBAN_IN_TEXT"
+    BANNED_WORDS = "BANNED_WORDS"
+    REPEATED_POST = "REPEATED_POST"
+    THREAD_LOCKED = "THREAD_LOCKED"
+    SUSPENDED = "SUSPENDED"
+    WARNING_NOT_ACKNOWLEDGED = "WARNING_NOT_ACKNOWLEDGED"
+    INVALID_TIME = "INVALID_TIME"
+    NOT_A_MEMBER = "NOT_A_MEMBER"
+    WORD_INVALID = "WORD_INVALID"
 
 
 KIND = {
@@ -71,6 +83,10 @@ KIND = {
     Code.ALREADY_REPORTED: ErrorKind.NOT_ALLOWED,
     Code.TOO_MANY_REPORTS: ErrorKind.RATE_LIMITED,
     Code.DECISION_NOT_APPLICABLE: ErrorKind.NOT_ALLOWED,
+    Code.THREAD_LOCKED: ErrorKind.NOT_ALLOWED,
+    Code.SUSPENDED: ErrorKind.NOT_ALLOWED,
+    Code.WARNING_NOT_ACKNOWLEDGED: ErrorKind.NOT_ALLOWED,
+    Code.NOT_A_MEMBER: ErrorKind.NOT_ALLOWED,
 }
 
 MESSAGES: dict[Code, dict[str, str]] = {
@@ -269,6 +285,81 @@ MESSAGES: dict[Code, dict[str, str]] = {
         "fi": "Tätä päätöstä ei voi tehdä viestin nykyisessä tilassa.",
         "sv": "Beslutet gäller inte inlägget i dess nuvarande läge.",
     },
+    Code.PERSONAL_IDENTITY_CODE_IN_TEXT: {
+        "en": "The text contains a personal identity code. Remove it: personal data "
+        "may not be shared in the community.",
+        "fi": "Tekstissä on henkilötunnus. Poista se: henkilötietoja ei saa jakaa yhteisössä.",
+        "sv": "Texten innehåller en personbeteckning. Ta bort den: personuppgifter "
+        "får inte delas i gemenskapen.",
+    },
+    Code.PHONE_NUMBER_IN_TEXT: {
+        "en": "The text contains a phone number. Remove it: personal data "
+        "may not be shared in the community.",
+        "fi": "Tekstissä on puhelinnumero. Poista se: henkilötietoja ei saa jakaa yhteisössä.",
+        "sv": "Texten innehåller ett telefonnummer. Ta bort det: personuppgifter "
+        "får inte delas i gemenskapen.",
+    },
+    Code.EMAIL_ADDRESS_IN_TEXT: {
+        "en": "The text contains an email address. Remove it: personal data "
+        "may not be shared in the community.",
+        "fi": "Tekstissä on sähköpostiosoite. Poista se: henkilötietoja ei saa jakaa yhteisössä.",
+        "sv": "Texten innehåller en e-postadress. Ta bort den: personuppgifter "
+        "får inte delas i gemenskapen.",
+    },
+    Code.IBAN_IN_TEXT: {
+        "en": "The text contains a bank account number (IBAN). Remove it: personal data "
+        "may not be shared in the community.",
+        "fi": "Tekstissä on tilinumero (IBAN). Poista se: henkilötietoja ei saa jakaa yhteisössä.",
+        "sv": "Texten innehåller ett kontonummer (IBAN). Ta bort det: personuppgifter "
+        "får inte delas i gemenskapen.",
+    },
+    Code.BANNED_WORDS: {
+        "en": "The text contains words that break the community rules. Rephrase it.",
+        "fi": "Tekstissä on yhteisön sääntöjen vastaisia sanoja. Muotoile se toisin.",
+        "sv": "Texten innehåller ord som bryter mot gemenskapens regler. Formulera om den.",
+    },
+    Code.REPEATED_POST: {
+        "en": "You have already posted this text. Write something new instead.",
+        "fi": "Olet jo lähettänyt tämän tekstin. Kirjoita jotain uutta.",
+        "sv": "Du har redan skickat den här texten. Skriv något nytt i stället.",
+    },
+    Code.THREAD_LOCKED: {
+        "en": "This thread is locked: no new posts.",
+        "fi": "Tämä keskustelu on lukittu: uusia viestejä ei voi lähettää.",
+        "sv": "Tråden är låst: inga nya inlägg.",
+    },
+    Code.SUSPENDED: {
+        "en": "Your writing rights are suspended until {until}. You can still read.",
+        "fi": "Kirjoitusoikeutesi on keskeytetty {until} asti. Voit yhä lukea.",
+        "sv": "Din skrivrätt är avstängd till {until}. Du kan fortfarande läsa.",
+    },
+    Code.WARNING_NOT_ACKNOWLEDGED: {
+        "en": "A moderator has warned you. Read and acknowledge the warning to continue.",
+        "fi": "Moderaattori on antanut sinulle varoituksen. Lue ja kuittaa se jatkaaksesi.",
+        "sv": "En moderator har gett dig en varning. Läs och kvittera den för att fortsätta.",
+    },
+    Code.INVALID_TIME: {
+        "en": "The time must be in the future.",
+        "fi": "Ajan on oltava tulevaisuudessa.",
+        "sv": "Tiden måste vara i framtiden.",
+    },
+    Code.NOT_A_MEMBER: {
+        "en": "This action applies only to active members.",
+        "fi": "Toiminto koskee vain aktiivisia jäseniä.",
+        "sv": "Åtgärden gäller endast aktiva medlemmar.",
+    },
+    Code.WORD_INVALID: {
+        "en": "Give a word or phrase of 2 to 100 characters.",
+        "fi": "Anna 2–100 merkin sana tai ilmaus.",
+        "sv": "Ange ett ord eller uttryck på 2–100 tecken.",
+    },
+}
+
+PERSONAL_DATA_CODES = {
+    "personal_identity_code": Code.PERSONAL_IDENTITY_CODE_IN_TEXT,
+    "phone_number": Code.PHONE_NUMBER_IN_TEXT,
+    "email_address": Code.EMAIL_ADDRESS_IN_TEXT,
+    "iban": Code.IBAN_IN_TEXT,
 }
 
 

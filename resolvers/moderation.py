@@ -18,13 +18,27 @@ from tortoise.transactions import in_transaction
 
 from config import get_settings
 from models.community import Member, MemberStatus, Role
-from models.discussions import EventKind, Post, PostStatus
-from models.moderation import Report, ReportCategory
-from resolvers import audit, clock
-from resolvers.discussions import Published, _append_event, _publish, access_post
+from models.discussions import Area, EventKind, Post, PostStatus, Thread
+from models.moderation import (
+    ModerationEventKind,
+    ModerationWord,
+    Report,
+    ReportCategory,
+    WordListKind,
+)
+from resolvers import audit, clock, modfeed
+from resolvers.discussions import (
+    Published,
+    _append_event,
+    _publish,
+    access_area,
+    access_post,
+    access_thread,
+)
 from resolvers.errors import Code, UserError
 from resolvers.formatting import clean_text
 from resolvers.notices import notify
+from resolvers.postchecks import normalise_phrase
 
 NOTE_MAX = 1000
 MODERATORS = (Role.MODERATOR, Role.ADMIN)
@@ -60,6 +74,7 @@ async def do_report_post(
     if await Report.exists(post_id=post.id, reporter_id=reporter.id):
         raise UserError(Code.ALREADY_REPORTED)
     held = False
+    position = 0
     try:
         async with in_transaction("community"):
             # The post's row lock: reports of one post are counted one at a time,
@@ -86,10 +101,20 @@ async def do_report_post(
                     post=post.id,
                 )
                 held = True
+            moderation = await modfeed.append(
+                ModerationEventKind.POST_HELD if held else ModerationEventKind.REPORT,
+                post_id=post.id,
+                thread_id=post.thread_id,  # type: ignore[attr-defined]
+                member_id=post.author_id,  # type: ignore[attr-defined]
+                category=category.value,
+                reports=reporters,
+                check="reports" if held else None,
+            )
     except IntegrityError:
         raise UserError(Code.ALREADY_REPORTED) from None
-    if held:
-        await _publish(Published(post.thread_id, position))  # type: ignore[attr-defined]
+    await _publish(
+        Published(post.thread_id, position, moderation_position=moderation)  # type: ignore[attr-defined]
+    )
     return post
 
 
@@ -148,6 +173,9 @@ async def do_moderate_post(
         locked.decision_category = category.value if category else None
         locked.held_reason = None
         await Report.filter(post_id=locked.id, settled_at__isnull=True).update(settled_at=now)
+        if target == PostStatus.VISIBLE and locked.depth == 0:
+            # A thread held with its first post is shown once that post is approved.
+            await Thread.filter(id=locked.thread_id, held=True).update(held=False)  # type: ignore[attr-defined]
         await locked.save(
             update_fields=[
                 "status",
@@ -187,8 +215,112 @@ async def do_moderate_post(
                     {"postId": locked.id, "category": category.value if category else ""},
                 )
                 notified = (author.id,)
-    if position is not None or notified:
-        await _publish(
-            Published(locked.thread_id, position or 0, notified)  # type: ignore[attr-defined]
+        moderation = await modfeed.append(
+            ModerationEventKind.POST_DECISION,
+            post_id=locked.id,
+            thread_id=locked.thread_id,  # type: ignore[attr-defined]
+            member_id=locked.author_id,  # type: ignore[attr-defined]
+            actor_id=moderator.id,
+            decision=decision.value,
+            category=category.value if category else None,
         )
+    await _publish(
+        Published(locked.thread_id, position or 0, notified, moderation)  # type: ignore[attr-defined]
+    )
     return locked, True
+
+
+# --- threads ------------------------------------------------------------------------
+
+
+class ThreadAction(StrEnum):
+    LOCK = "lock"  # no new posts (staff may still post)
+    UNLOCK = "unlock"
+    PIN = "pin"  # listed first in its area
+    UNPIN = "unpin"
+
+
+async def do_moderate_thread(
+    moderator: Member, thread_id: int, action: ThreadAction, note: str
+) -> tuple[Thread, bool]:
+    """Lock, unlock, pin or unpin a thread; returns (thread, applied)."""
+    if not is_moderator(moderator):
+        raise UserError(Code.NOT_FOUND)
+    await access_thread(moderator, thread_id)
+    note = clean_text(note, NOTE_MAX, field="note") if note.strip() else ""
+    field = "locked_at" if action in (ThreadAction.LOCK, ThreadAction.UNLOCK) else "pinned_at"
+    turn_on = action in (ThreadAction.LOCK, ThreadAction.PIN)
+    async with in_transaction("community"):
+        thread = await Thread.filter(id=thread_id).select_for_update(no_key=True).get()
+        if (getattr(thread, field) is not None) == turn_on:
+            return thread, False  # already so: answered, not applied twice
+        setattr(thread, field, clock.now() if turn_on else None)
+        await thread.save(update_fields=[field])
+        await audit.record(moderator, f"thread.{action.value}", reason=note, thread=thread.id)
+        moderation = await modfeed.append(
+            ModerationEventKind.THREAD_ACTION,
+            thread_id=thread.id,
+            member_id=thread.started_by_id,  # type: ignore[attr-defined]
+            actor_id=moderator.id,
+            action=action.value,
+        )
+    await modfeed.publish(moderation)
+    return thread, True
+
+
+# --- word lists ---------------------------------------------------------------------
+
+
+async def do_add_word(
+    moderator: Member, kind: WordListKind, phrase: str, language: str
+) -> tuple[ModerationWord, bool]:
+    """Add a banned or suspect word or phrase (stored normalised); returns (word, added)."""
+    if not is_moderator(moderator):
+        raise UserError(Code.NOT_FOUND)
+    if language not in ("fi", "sv", "en", "any"):
+        raise UserError(Code.INVALID_LANGUAGE, field="language")
+    normalised = normalise_phrase(phrase)
+    if len(normalised.rstrip("*")) < 2 or len(normalised) > 100:
+        raise UserError(Code.WORD_INVALID, field="phrase")
+    existing = await ModerationWord.get_or_none(kind=kind, phrase=normalised)
+    if existing is not None:
+        return existing, False
+    try:
+        async with in_transaction("community"):
+            word = await ModerationWord.create(
+                kind=kind, phrase=normalised, language=language, created_by_id=moderator.id
+            )
+            await audit.record(
+                moderator, "words.add", list=kind.value, phrase=normalised, language=language
+            )
+    except IntegrityError:
+        return await ModerationWord.get(kind=kind, phrase=normalised), False
+    return word, True
+
+
+async def do_remove_word(moderator: Member, word_id: int) -> bool:
+    if not is_moderator(moderator):
+        raise UserError(Code.NOT_FOUND)
+    async with in_transaction("community"):
+        word = await ModerationWord.get_or_none(id=word_id)
+        if word is None:
+            return False
+        await word.delete()
+        await audit.record(moderator, "words.remove", list=word.kind.value, phrase=word.phrase)
+    return True
+
+
+async def do_set_area_premoderation(moderator: Member, area_id: int, on: bool) -> tuple[Area, bool]:
+    """Hold (or stop holding) every post in an area for review; returns (area, applied)."""
+    if not is_moderator(moderator):
+        raise UserError(Code.NOT_FOUND)
+    area = await access_area(moderator, area_id)
+    if area.premoderated == on:
+        return area, False
+    async with in_transaction("community"):
+        await Area.filter(id=area.id).update(premoderated=on)
+        await audit.record(
+            moderator, "area.premoderate" if on else "area.end_premoderation", area=area.id
+        )
+    area.premoderated = on
+    return area, True

@@ -8,7 +8,8 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from models.community import Member, MemberStatus, Role, RulesAcceptance, RulesVersion
-from resolvers import audit
+from models.moderation import MemberSanction, SanctionKind
+from resolvers import audit, clock
 from resolvers.errors import Code, UserError
 from resolvers.notices import notify
 from subscriptions.bus import get_bus
@@ -29,11 +30,25 @@ async def has_accepted_current(member: Member) -> bool:
 
 
 async def check_can_write(member: Member) -> None:
-    """Members who have not accepted the current rules may read but not write.
+    """The write gate: suspended members, members with a warning they have not
+    acknowledged, and members who have not accepted the current rules may read
+    but not write.
 
     Staff are bound by their employment, not by the members' rules.
     """
-    if member.role == Role.MEMBER and not await has_accepted_current(member):
+    if member.role != Role.MEMBER:
+        return
+    if member.suspended_until is not None and member.suspended_until > clock.now():
+        until = member.suspended_until.strftime("%Y-%m-%d %H:%M UTC")
+        raise UserError(Code.SUSPENDED, until=until)
+    if await MemberSanction.exists(
+        member_id=member.id,
+        kind=SanctionKind.WARN,
+        acknowledged_at__isnull=True,
+        lifted_at__isnull=True,
+    ):
+        raise UserError(Code.WARNING_NOT_ACKNOWLEDGED)
+    if not await has_accepted_current(member):
         raise UserError(Code.RULES_NOT_ACCEPTED)
 
 

@@ -29,6 +29,11 @@ from schema.http import WebsocketSessionCheck
 from schema.limits import build_extensions, should_mask
 from schema.members import Member, MembersMutation, MembersQuery, Session
 from schema.moderation import ModerationMutation, ModerationQuery
+from schema.moderation_actions import (
+    ModerationActionsMutation,
+    ModerationActionsQuery,
+    ModerationActionsSubscription,
+)
 from schema.notifications import (
     Notification,
     NotificationsMutation,
@@ -44,7 +49,13 @@ log = logging.getLogger("community.graphql")
 
 @strawberry.type
 class Query(
-    MembersQuery, RulesQuery, NotificationsQuery, PrivacyQuery, DiscussionsQuery, ModerationQuery
+    MembersQuery,
+    RulesQuery,
+    NotificationsQuery,
+    PrivacyQuery,
+    DiscussionsQuery,
+    ModerationQuery,
+    ModerationActionsQuery,
 ):
     @strawberry.field(
         description="Any object by its global id; null when missing or not visible to you."
@@ -68,12 +79,15 @@ class Mutation(
     PrivacyMutation,
     DiscussionsMutation,
     ModerationMutation,
+    ModerationActionsMutation,
 ):
     pass
 
 
 @strawberry.type
-class Subscription(NotificationsSubscription, DiscussionsSubscription):
+class Subscription(
+    NotificationsSubscription, DiscussionsSubscription, ModerationActionsSubscription
+):
     pass
 
 

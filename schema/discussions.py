@@ -118,9 +118,13 @@ class Post(relay.Node):
         ids = [db_id(i) for i in node_ids]
         if member is None:
             return [None for _ in ids]
-        rows = await dm.Post.filter(
-            discussions.visible_to(member, "thread__area__"), id__in=[i for i in ids if i]
-        ).select_related("author")
+        rows = (
+            await dm.Post.filter(
+                discussions.visible_to(member, "thread__area__"), id__in=[i for i in ids if i]
+            )
+            .filter(discussions.readable_posts(member))
+            .select_related("author")
+        )
         built = {p.id: p for p in await build_posts(rows, member, info.context.language)}
         return [built.get(i) if i else None for i in ids]
 
@@ -206,6 +210,8 @@ class Thread(relay.Node):
     last_activity_at: datetime
     post_count: int
     last_position: int = strawberry.field(description="Position of the newest event.")
+    locked: bool = strawberry.field(description="Locked by a moderator: no new posts.")
+    pinned: bool = strawberry.field(description="Pinned by a moderator: listed first.")
 
     @strawberry.field(description="Posts by others after my read position.")
     async def unread_count(self, info: Info) -> int:
@@ -245,7 +251,11 @@ class Thread(relay.Node):
     ) -> Connection[Post]:
         viewer = _viewer(info)
         language = info.context.language
-        query = dm.Post.filter(thread_id=self.id).select_related("author")
+        query = (
+            dm.Post.filter(thread_id=self.id)
+            .filter(discussions.readable_posts(viewer))
+            .select_related("author")
+        )
         if around is not None:
             return await _posts_around(query, around, first, viewer, language)
 
@@ -268,6 +278,8 @@ class Thread(relay.Node):
             last_activity_at=row.last_activity_at,
             post_count=row.post_count,
             last_position=row.last_position,
+            locked=row.locked_at is not None,
+            pinned=row.pinned_at is not None,
         )
 
     @classmethod
@@ -278,7 +290,9 @@ class Thread(relay.Node):
         if member is None:
             return [None for _ in node_ids]
         language = info.context.language
-        visible = dm.Thread.filter(discussions.visible_to(member, "area__"))
+        visible = dm.Thread.filter(discussions.visible_to(member, "area__")).filter(
+            discussions.readable_threads(member)
+        )
         return await nodes_in_order(
             visible.select_related("started_by"), node_ids, lambda r: cls.from_row(r, language)
         )
@@ -316,6 +330,9 @@ class Area(relay.Node):
     description_en: str
     restricted: bool = strawberry.field(description="Visible only to one member group.")
     members_can_start_threads: bool
+    premoderated: bool = strawberry.field(
+        description="Every post in the area waits for a moderator's approval."
+    )
 
     @strawberry.field(description="The title in the viewer's language.")
     def title(self, info: Info) -> str:
@@ -332,11 +349,25 @@ class Area(relay.Node):
     ) -> Connection[Thread]:
         language = info.context.language
         return await paginate(
-            dm.Thread.filter(area_id=self.id).select_related("started_by"),
+            dm.Thread.filter(area_id=self.id)
+            .filter(discussions.readable_threads(_viewer(info)))
+            .select_related("started_by"),
             first,
             after,
             lambda row: Thread.from_row(row, language),
         )
+
+    @strawberry.field(description="The area's pinned threads, most recently pinned first.")
+    async def pinned_threads(self, info: Info) -> list[Thread]:
+        language = info.context.language
+        rows = (
+            await dm.Thread.filter(area_id=self.id, pinned_at__isnull=False)
+            .filter(discussions.readable_threads(_viewer(info)))
+            .order_by("-pinned_at", "-id")
+            .limit(20)
+            .select_related("started_by")
+        )
+        return [Thread.from_row(row, language) for row in rows]
 
     @classmethod
     def from_row(cls, row: dm.Area) -> Area:
@@ -350,6 +381,7 @@ class Area(relay.Node):
             description_en=row.description_en,
             restricted=row.group_id is not None,  # type: ignore[attr-defined]
             members_can_start_threads=row.members_can_start_threads,
+            premoderated=row.premoderated,
         )
 
     @classmethod
@@ -400,6 +432,9 @@ class CreateAreaInput:
     description_en: str = ""
     group_id: relay.GlobalID | None = None
     members_can_start_threads: bool = False
+    premoderated: bool = strawberry.field(
+        default=False, description="Hold every post in the area for a moderator's approval."
+    )
 
 
 @strawberry.input
@@ -505,6 +540,7 @@ class DiscussionsQuery:
         followed = Subquery(dm.ReadPosition.filter(member_id=viewer.id).values("thread_id"))
         rows = (
             await dm.Thread.filter(discussions.visible_to(viewer, "area__"), id__in=followed)
+            .filter(discussions.readable_threads(viewer))
             .select_related("started_by")
             .order_by("-last_activity_at")
             .limit(500)
@@ -536,6 +572,7 @@ class DiscussionsMutation:
                 },
                 group_id,
                 input.members_can_start_threads,
+                input.premoderated,
             )
         except UserError as exc:
             return failure(exc, info)
@@ -680,6 +717,12 @@ class DiscussionsSubscription:
         # own view of it (permissions, isMine, reactedByMe) without a query.
         snapshots = thread_snapshots(get_bus(), thread, viewer.id, after, still_allowed)
         async for snapshot in snapshots:
+            if (
+                snapshot.kind == dm.EventKind.POST_ADDED.value
+                and snapshot.post.status == dm.PostStatus.HELD
+                and not discussions.can_read_text(snapshot.post, viewer)
+            ):
+                continue  # held on arrival: others see it only once approved (POST_RESTORED)
             yield event_from_snapshot(snapshot, gid, viewer, language)
         raise GraphQLError("The session has ended.", extensions={"code": "SESSION_ENDED"})
 

@@ -25,6 +25,7 @@ from strawberry.types.unset import UNSET
 
 from resolvers.sessions import access_session, reload_session
 from schema.context import Context, language_from_header
+from subscriptions.connections import CONNECTIONS
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
@@ -84,7 +85,12 @@ class CommunityGraphQL(GraphQL[Context, None]):
             context.session = session
         if context.session is None:
             return None
-        return {"member": context.session.member_id}  # type: ignore[attr-defined]
+        member_id: int = context.session.member_id  # type: ignore[attr-defined]
+        if isinstance(context.request, WebSocket):
+            # A ban or a lock closes this socket at once (subscriptions.connections).
+            CONNECTIONS.add(member_id, context.request)
+            context.request.state.registered_member = member_id
+        return {"member": member_id}
 
     async def process_result(
         self, request: Request, result: ExecutionResult
@@ -100,9 +106,14 @@ class CommunityGraphQL(GraphQL[Context, None]):
     async def run(
         self, request: Request | WebSocket, context: Any = UNSET, root_value: Any = UNSET
     ) -> Any:
-        if self.is_websocket_request(request) or not prefers_graphql_response(
-            request.headers.get("accept")
-        ):
+        if self.is_websocket_request(request):
+            try:
+                return await super().run(request, context, root_value)
+            finally:
+                member_id = getattr(request.state, "registered_member", None)
+                if member_id is not None:
+                    CONNECTIONS.discard(member_id, request)
+        if not prefers_graphql_response(request.headers.get("accept")):
             return await super().run(request, context, root_value)
         try:
             response = await super().run(request, context, root_value)

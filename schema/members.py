@@ -5,18 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime
 from enum import Enum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry import relay
 
 from models import community as m
-from resolvers import accounts, rules, sessions
+from resolvers import accounts, clock, rules, sessions
 from resolvers.errors import Code, UserError
 from schema.context import Info
 from schema.errors import InputError, NotAllowedError, RateLimitedError, failure
 from schema.pagination import Connection, db_id, nodes_in_order, paginate
 from schema.permissions import IsAuthenticated
+
+if TYPE_CHECKING:
+    from schema.moderation_actions import Sanction
 
 FORMER_MEMBER = {"fi": "entinen jäsen", "sv": "tidigare medlem", "en": "former member"}
 
@@ -49,7 +52,8 @@ class Member(relay.Node):
 
     @classmethod
     def from_row(cls, row: m.Member, language: str) -> Member:
-        former = row.status == m.MemberStatus.RESIGNED
+        # A banned member's membership has ended too: shown as a former member.
+        former = row.status in (m.MemberStatus.RESIGNED, m.MemberStatus.BANNED)
         return cls(
             id=row.id,
             display_name=FORMER_MEMBER[language] if former else (row.display_name or ""),
@@ -138,6 +142,25 @@ class Me:
         if self.row.role != m.Role.MEMBER:
             return False
         return not await rules.has_accepted_current(self.row)
+
+    @strawberry.field(
+        description="Set while a moderator has suspended my writing rights (I can still read)."
+    )
+    def suspended_until(self) -> datetime | None:
+        until = self.row.suspended_until
+        return until if until is not None and until > clock.now() else None
+
+    @strawberry.field(description="Moderators' warnings to me, newest first (acknowledge them).")
+    async def warnings(
+        self, info: Info
+    ) -> list[Annotated[Sanction, strawberry.lazy("schema.moderation_actions")]]:
+        from models.moderation import MemberSanction, SanctionKind
+        from schema.moderation_actions import Sanction as SanctionType
+
+        rows = await MemberSanction.filter(member_id=self.row.id, kind=SanctionKind.WARN).order_by(
+            "-id"
+        )
+        return [SanctionType.from_row(r) for r in rows]
 
     @strawberry.field(description="This account's signed-in sessions, newest first.")
     async def sessions(

@@ -12,6 +12,7 @@ from strawberry import relay
 
 from models import community as cm
 from models import discussions as dm
+from models.moderation import CheckDecision as CheckDecisionRow
 from models.moderation import Report
 from models.moderation import ReportCategory as ReportCategoryModel
 from resolvers import moderation
@@ -62,6 +63,15 @@ class CategoryCount:
     count: int
 
 
+@strawberry.type(description="An automatic check's decision on a post (see the check pipeline).")
+class CheckDecision:
+    check: str = strawberry.field(description="The check that decided, e.g. premoderation.")
+    action: str = strawberry.field(description="refuse or hold.")
+    detail: str = strawberry.field(description="The kind of finding, never the text itself.")
+    on_edit: bool
+    at: datetime
+
+
 @strawberry.type(description="A post in a moderation queue, with why it is there.")
 class ModerationItem:
     post: Post
@@ -71,7 +81,12 @@ class ModerationItem:
     report_notes: list[str] = strawberry.field(
         description="Reporters' notes, without who wrote them."
     )
-    held_reason: str | None
+    held_reason: str | None = strawberry.field(
+        description="Why the post is held: reports, or the name of the check that held it."
+    )
+    check_decisions: list[CheckDecision] = strawberry.field(
+        description="The automatic checks' decisions on this post, oldest first."
+    )
     decision: ModerationDecision | None
     decision_category: ReportCategory | None
     decided_at: datetime | None
@@ -131,6 +146,13 @@ async def _items(rows: list[dm.Post], viewer: cm.Member, language: str) -> list[
         m.id: m
         for m in await cm.Member.filter(id__in=[r.decided_by_id for r in rows if r.decided_by_id])
     }
+    checks: dict[int, list[CheckDecision]] = {i: [] for i in ids}
+    for d in await CheckDecisionRow.filter(post_id__in=ids).order_by("id"):
+        checks[d.post_id].append(  # type: ignore[attr-defined]
+            CheckDecision(
+                check=d.check, action=d.action.value, detail=d.detail, on_edit=d.on_edit, at=d.at
+            )
+        )
     items = []
     for row in rows:
         reports = open_reports[row.id]
@@ -149,6 +171,7 @@ async def _items(rows: list[dm.Post], viewer: cm.Member, language: str) -> list[
                 ],
                 report_notes=[r.note for r in reports if r.note],
                 held_reason=row.held_reason,
+                check_decisions=checks[row.id],
                 decision=ModerationDecision(row.decision) if row.decision else None,
                 decision_category=(
                     ReportCategory(row.decision_category) if row.decision_category else None
@@ -164,7 +187,7 @@ async def _items(rows: list[dm.Post], viewer: cm.Member, language: str) -> list[
 class ModerationQuery:
     @strawberry.field(
         permission_classes=[IsModerator],
-        description="A moderation queue, newest post first, filtered by area and category.",
+        description="A moderation queue, newest post first, filtered by area, category and author.",
     )
     async def moderation_queue(
         self,
@@ -174,6 +197,7 @@ class ModerationQuery:
         after: str | None = None,
         area_id: relay.GlobalID | None = None,
         category: ReportCategory | None = None,
+        member_id: relay.GlobalID | None = None,
     ) -> Connection[ModerationItem]:
         query: Any
         if queue == ModerationQueue.REPORTED:
@@ -198,6 +222,13 @@ class ModerationQuery:
                     "`areaId` must be an Area id.", extensions={"code": "BAD_USER_INPUT"}
                 )
             query = query.filter(thread__area_id=area)
+        if member_id is not None:
+            author = db_id(member_id.node_id) if member_id.type_name == "Member" else None
+            if author is None:
+                raise GraphQLError(
+                    "`memberId` must be a Member id.", extensions={"code": "BAD_USER_INPUT"}
+                )
+            query = query.filter(author_id=author)
         viewer = info.context.member
         assert viewer is not None
         page = await paginate(query.select_related("author"), first, after, lambda row: row)

@@ -26,8 +26,10 @@ class Notification(relay.Node):
     position: int
     kind: str = strawberry.field(
         description=(
-            "RULES_CHANGED (subject: the rules version), REPLY (subject: the reply) or "
-            "POST_REMOVED_BY_MODERATOR (subject: my post; `category`: the rule broken)."
+            "RULES_CHANGED (subject: the rules version), REPLY (subject: the reply), "
+            "POST_REMOVED_BY_MODERATOR (subject: my post; `category`: the rule broken), "
+            "WARNING (subject: the warning, to acknowledge; `category`) or SUSPENDED "
+            "(subject: the suspension; `category`; `until`)."
         )
     )
     subject_id: relay.GlobalID | None = strawberry.field(
@@ -35,6 +37,9 @@ class Notification(relay.Node):
     )
     category: str | None = strawberry.field(
         description="For POST_REMOVED_BY_MODERATOR: the rule the post broke."
+    )
+    until: datetime | None = strawberry.field(
+        default=None, description="For SUSPENDED: when writing is allowed again."
     )
     created_at: datetime
     read: bool
@@ -46,12 +51,15 @@ class Notification(relay.Node):
             subject = relay.GlobalID("RulesVersion", str(row.params["rulesVersionId"]))
         elif "postId" in row.params:
             subject = relay.GlobalID("Post", str(row.params["postId"]))
+        elif "sanctionId" in row.params:
+            subject = relay.GlobalID("Sanction", str(row.params["sanctionId"]))
         return cls(
             id=row.id,
             position=row.position,
             kind=row.kind,
             subject_id=subject,
             category=(row.params.get("category") or "").upper() or None,
+            until=datetime.fromisoformat(row.params["until"]) if row.params.get("until") else None,
             created_at=row.created_at,
             read=row.read_at is not None,
         )

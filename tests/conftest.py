@@ -122,6 +122,10 @@ def make_settings(tmp: Path, smtp_port: int, run_id: str) -> Settings:
         mail_poll_seconds=0.2,
         mail_dir=str(tmp / "mail"),
         public_base_url="https://community.test",
+        # Links from new members are held, and repeated texts refused, by default;
+        # most tests post links and the same texts freely (test_checks turns both on).
+        new_member_link_posts=0,
+        repeat_post_minutes=0,
     )
 
 

@@ -61,9 +61,14 @@ COMMUNITY_TABLES = {
     "thread_event",
     "read_position",
     "report",
+    "moderation_word",
+    "check_decision",
+    "member_sanction",
+    "moderation_event",
+    "moderation_counter",
     "notification_counter",
 }
-CONTACTS_TABLES = {"contact", "consent", "email_token", "outbox_message"}
+CONTACTS_TABLES = {"contact", "consent", "email_token", "outbox_message", "banned_address"}
 
 
 def key() -> str:

@@ -17,6 +17,7 @@ import uuid
 from collections import deque
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -386,9 +387,9 @@ async def test_registers_hold_no_contact_data_after_a_realistic_scenario(server:
     assert not leaks, leaks
     for table, columns in (await column_names("contacts")).items():
         assert "member_id" not in columns, table
-        assert [c for c in columns if "member" in c] == (
-            ["member_index", "member_seal"] if table == "contact" else []
-        ), (table, columns)
+        # Only keyed hashes and sealed links: never a plain member id.
+        keyed = {"contact": ["member_index", "member_seal"], "banned_address": ["member_index"]}
+        assert [c for c in columns if "member" in c] == keyed.get(table, []), (table, columns)
 
     contacts = await Contact.all().order_by("id")
     assert len(contacts) == 2, "the resigned member's contact record is gone"
@@ -688,3 +689,28 @@ async def test_node_hides_audit_entries_from_non_admins(server: Server) -> None:
     for caller in others:
         assert await node(server, entry_gid, caller.token) is None
     assert await node(server, entry_gid, None) is None
+
+
+def test_only_the_operator_path_imports_the_contacts_register() -> None:
+    """The module boundary of the README: only these modules may touch contact data."""
+    root = Path(__file__).resolve().parent.parent
+    allowed = {
+        "resolvers/accounts.py",
+        "resolvers/sessions.py",
+        "resolvers/privacy.py",
+        "resolvers/sanctions.py",
+        "resolvers/mail.py",
+    }
+    pattern = re.compile(
+        r"^\s*(from models\.contacts import|from models import contacts|import models\.contacts)",
+        re.M,
+    )
+    importers = set()
+    for folder in ("schema", "resolvers", "subscriptions", "models"):
+        for path in (root / folder).rglob("*.py"):
+            if "migrations" not in path.parts and pattern.search(path.read_text()):
+                importers.add(str(path.relative_to(root)))
+    for name in ("app.py", "cli.py", "config.py"):
+        if pattern.search((root / name).read_text()):
+            importers.add(name)
+    assert importers == allowed, importers

@@ -1,26 +1,11 @@
 from tortoise import migrations
+from models.migration_ops import AlterFieldStateOnly
 from tortoise.migrations import operations as ops
 from models.discussions import EventKind, PostStatus
 from models.moderation import ReportCategory
 from tortoise.fields.base import OnDelete
 from tortoise import fields
 from tortoise.indexes import Index
-
-class AlterFieldStateOnly(ops.AlterField):
-    """Only the enum's choices (the column description) changed: no DDL.
-
-    Tortoise 1.1.9 applies AlterField on SQLite by rebuilding the table, and
-    the rebuilt table loses its unique constraints and indexes (post's
-    (author, client_key) uniqueness among them), so these alters update the
-    migration state only.
-    """
-
-    async def database_forward(self, *args: object, **kwargs: object) -> None:
-        return None
-
-    async def database_backward(self, *args: object, **kwargs: object) -> None:
-        return None
-
 
 class Migration(migrations.Migration):
     dependencies = [('community', '0002_discussions')]
