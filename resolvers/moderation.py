@@ -38,7 +38,7 @@ from resolvers.discussions import (
 from resolvers.errors import Code, UserError
 from resolvers.formatting import clean_text
 from resolvers.notices import notify
-from resolvers.postchecks import normalise_phrase
+from resolvers.postchecks import forget_word_lists, normalise_phrase
 
 NOTE_MAX = 1000
 MODERATORS = (Role.MODERATOR, Role.ADMIN)
@@ -295,6 +295,7 @@ async def do_add_word(
             )
     except IntegrityError:
         return await ModerationWord.get(kind=kind, phrase=normalised), False
+    forget_word_lists()
     return word, True
 
 
@@ -307,6 +308,7 @@ async def do_remove_word(moderator: Member, word_id: int) -> bool:
             return False
         await word.delete()
         await audit.record(moderator, "words.remove", list=word.kind.value, phrase=word.phrase)
+    forget_word_lists()
     return True
 
 

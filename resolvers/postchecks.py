@@ -17,10 +17,11 @@ To add a check: write a :class:`Check` and put it in :data:`PIPELINE`.
 from __future__ import annotations
 
 import re
+import time
 import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -204,12 +205,67 @@ def phrase_in(words: list[str], phrase: str) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class WordMatcher:
+    """One list compiled for matching: single words by set look-up, prefixes by the
+    lengths in use, phrases of several words by a scan (they are few)."""
+
+    exact: frozenset[str]
+    prefixes: frozenset[str]
+    prefix_lengths: tuple[int, ...]
+    phrases: tuple[str, ...]
+
+    @classmethod
+    def compile(cls, entries: list[str]) -> WordMatcher:
+        single = [e for e in entries if " " not in e]
+        prefixes = frozenset(e.rstrip("*") for e in single if e.endswith("*"))
+        return cls(
+            exact=frozenset(e for e in single if not e.endswith("*")),
+            prefixes=prefixes,
+            prefix_lengths=tuple(sorted({len(p) for p in prefixes})),
+            phrases=tuple(e for e in entries if " " in e),
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.exact or self.prefixes or self.phrases)
+
+    def matches(self, words: list[str]) -> bool:
+        if self.exact.intersection(words):
+            return True
+        for word in words:
+            if any(word[:n] in self.prefixes for n in self.prefix_lengths if n <= len(word)):
+                return True
+        return any(phrase_in(words, p) for p in self.phrases)
+
+
+WORDS_TTL_SECONDS = 10.0
+_words: tuple[float, dict[WordListKind, WordMatcher]] | None = None
+
+
+async def word_lists() -> dict[WordListKind, WordMatcher]:
+    """Both lists, read once per WORDS_TTL_SECONDS per worker (one query for both).
+
+    A change made on this worker applies at once (:func:`forget_word_lists`);
+    on other workers within the TTL.
+    """
+    global _words
+    now = time.monotonic()
+    if _words is None or now - _words[0] > WORDS_TTL_SECONDS:
+        lists: dict[WordListKind, list[str]] = {kind: [] for kind in WordListKind}
+        for kind, phrase in await ModerationWord.all().values_list("kind", "phrase"):
+            lists[WordListKind(kind)].append(str(phrase))
+        _words = (now, {kind: WordMatcher.compile(lst) for kind, lst in lists.items()})
+    return _words[1]
+
+
+def forget_word_lists() -> None:
+    global _words
+    _words = None
+
+
 async def _listed(ctx: PostContext, kind: WordListKind) -> bool:
-    phrases = await ModerationWord.filter(kind=kind).values_list("phrase", flat=True)
-    if not phrases:
-        return False
-    words = normalise_words(ctx.text)
-    return any(phrase_in(words, str(p)) for p in phrases)
+    matcher = (await word_lists())[kind]
+    return bool(matcher) and matcher.matches(normalise_words(ctx.text))
 
 
 async def banned_words(ctx: PostContext) -> Verdict | None:
@@ -253,13 +309,16 @@ async def rate_limit(ctx: PostContext) -> Verdict | None:
         return None
     settings = get_settings()
     now = clock.now()
+    # One query for both windows: the member's post times of the last hour.
+    times: list[datetime] = sorted(
+        await Post.filter(  # type: ignore[arg-type]
+            author_id=ctx.member.id, created_at__gt=now - timedelta(seconds=3600)
+        ).values_list("created_at", flat=True)
+    )
     for window, limit in ((60, settings.posts_per_minute), (3600, settings.posts_per_hour)):
-        recent = Post.filter(
-            author_id=ctx.member.id, created_at__gt=now - timedelta(seconds=window)
-        )
-        if await recent.count() >= limit:
-            oldest = await recent.order_by("created_at").first()
-            wait = window - int((now - oldest.created_at).total_seconds()) if oldest else window
+        recent = [t for t in times if t > now - timedelta(seconds=window)]
+        if len(recent) >= limit:
+            wait = window - int((now - recent[0]).total_seconds())
             raise CheckRefused(
                 Verdict("rate_limit", CheckAction.REFUSE, f"per_{window}s"),
                 Code.TOO_MANY_POSTS,

@@ -203,12 +203,14 @@ async def clean(request: pytest.FixtureRequest) -> AsyncIterator[None]:
         yield
         return
     srv: Server = request.getfixturevalue("server")
+    from resolvers.postchecks import forget_word_lists
     from resolvers.rules import do_publish_rules
 
     clock.reset()
     override_settings(srv.settings)
     for name in ("community", "contacts"):
         await dbtools.truncate_all(name)
+    forget_word_lists()  # the worker's cached word lists belong to the emptied database
     srv.smtp.clear()
     await do_publish_rules(None, RULES_TEXT["fi"], RULES_TEXT["sv"], RULES_TEXT["en"])
     yield
