@@ -58,6 +58,21 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
+async def research_job_loop(every: float, stop: asyncio.Event) -> None:
+    """Queue invitation mail that a launch left behind, and send reminders, on a schedule."""
+    from resolvers.studies import run_research_job
+
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every)
+        if stop.is_set():
+            return
+        try:
+            await run_research_job()
+        except Exception:  # the loop must outlive one failed round
+            log.exception("research job round failed")
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
     settings.validate()
@@ -82,6 +97,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             set_bus(bus)
             stop = asyncio.Event()
             closer = asyncio.create_task(CONNECTIONS.run(bus), name="connections")
+            research = asyncio.create_task(
+                research_job_loop(settings.research_job_seconds, stop), name="research-job"
+            )
             worker = (
                 asyncio.create_task(MailWorker(settings).run(stop), name="mail-worker")
                 if settings.mail_worker
@@ -91,9 +109,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 yield
             finally:
                 stop.set()
-                closer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await closer
+                for task in (closer, research):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 if worker is not None:
                     worker.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -117,6 +117,15 @@ async def purge_bans(settings: Settings) -> str:
         return f"erased {await purge_ended_bans()} banned members after their legal hold"
 
 
+async def research_job(settings: Settings) -> str:
+    from resolvers.studies import run_research_job
+
+    async with database_and_bus(settings):
+        done = await run_research_job()
+        emails, reminders = done["invitation_emails"], done["reminders"]
+        return f"queued {emails} invitation emails, sent {reminders} reminders"
+
+
 def serve(settings: Settings, host: str, port: int, workers: int, migrate: bool) -> None:
     import uvicorn
 
@@ -173,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="deliver what is due and exit")
 
     commands.add_parser("purge-bans", help="erase banned members whose legal-hold period has ended")
+    commands.add_parser(
+        "research-job", help="queue pending study invitation emails and send due reminders"
+    )
     p = commands.add_parser("export-schema", help="write the GraphQL SDL")
     p.add_argument("file", type=Path, nargs="?", default=Path("schema.graphql"))
     return parser
@@ -191,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         "publish-rules": lambda: publish_rules(settings, args.file, args.if_none),
         "mail-worker": lambda: mail_worker(settings, getattr(args, "once", False)),
         "purge-bans": lambda: purge_bans(settings),
+        "research-job": lambda: research_job(settings),
     }
     if args.command == "serve":
         serve(settings, args.host, args.port, args.workers, not args.no_migrate)

@@ -72,6 +72,10 @@ class Settings:
     mail_worker: bool = True
     mail_poll_seconds: float = 2.0
     mail_max_attempts: int = 12
+    # Study invitations and reminders: at most this many per minute per mail worker.
+    mail_bulk_per_minute: int = 60
+    # The research job (invitation mail, reminders) runs this often in each server process.
+    research_job_seconds: float = 300.0
     # Sessions and tokens.
     session_idle_minutes: int = 60 * 24 * 14
     session_absolute_days: int = 90
@@ -160,7 +164,12 @@ def tortoise_config(community_url: str, contacts_url: str, pool_max: int = 10) -
         },
         "apps": {
             "community": {
-                "models": ["models.community", "models.discussions", "models.moderation"],
+                "models": [
+                    "models.community",
+                    "models.discussions",
+                    "models.moderation",
+                    "models.research",
+                ],
                 "default_connection": "community",
                 "migrations": "models.migrations.community",
             },
@@ -228,6 +237,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         mail_worker=_bool(get("MAIL_WORKER", "true")),
         mail_poll_seconds=float(get("MAIL_POLL_SECONDS", str(Settings.mail_poll_seconds))),
         mail_max_attempts=integer("MAIL_MAX_ATTEMPTS", Settings.mail_max_attempts),
+        mail_bulk_per_minute=integer("MAIL_BULK_PER_MINUTE", Settings.mail_bulk_per_minute),
+        research_job_seconds=float(get("RESEARCH_JOB_SECONDS", str(Settings.research_job_seconds))),
         session_idle_minutes=integer("SESSION_IDLE_MINUTES", Settings.session_idle_minutes),
         session_absolute_days=integer("SESSION_ABSOLUTE_DAYS", Settings.session_absolute_days),
         verify_token_hours=integer("VERIFY_TOKEN_HOURS", Settings.verify_token_hours),

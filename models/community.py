@@ -55,6 +55,8 @@ class Member(Model):
     # Moderation: may read but not write until this time; every post held for review.
     suspended_until = fields.DatetimeField(null=True)
     premoderated = fields.BooleanField(default=False, db_default=False)
+    # Study invitations by email (in-app invitations always come).
+    study_emails = fields.BooleanField(default=True, db_default=True)
 
     sessions: fields.ReverseRelation[Session]
     acceptances: fields.ReverseRelation[RulesAcceptance]

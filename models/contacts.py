@@ -89,6 +89,8 @@ class OutboxMessage(Model):
     subject = fields.CharField(max_length=200)
     body_ciphertext = fields.BinaryField()
     status = fields.CharField(max_length=16, default="pending", db_index=True)
+    # Bulk mail (study invitations, reminders) is throttled; transactional mail is not.
+    bulk = fields.BooleanField(default=False, db_default=False)
     attempts = fields.IntField(default=0)
     next_attempt_at = fields.DatetimeField()
     claimed_until = fields.DatetimeField(null=True)

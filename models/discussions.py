@@ -56,6 +56,10 @@ class Area(Model):
     members_can_start_threads = fields.BooleanField(default=False)
     # Every post in the area is held for a moderator's approval.
     premoderated = fields.BooleanField(default=False, db_default=False)
+    # A study's discussion task: visible only to the study's invited members.
+    study_id = fields.IntField(null=True, db_index=True)
+    # Masked: a member sees others' posts in a thread only after posting there.
+    masked = fields.BooleanField(default=False, db_default=False)
     created_by_id = fields.IntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 

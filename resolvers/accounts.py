@@ -20,6 +20,7 @@ from tortoise.transactions import in_transaction
 
 from config import get_settings
 from models.community import (
+    GroupMembership,
     Language,
     LoginThrottle,
     Member,
@@ -30,7 +31,8 @@ from models.community import (
     Session,
 )
 from models.contacts import BannedAddress, Consent, Contact, EmailToken, OutboxMessage
-from resolvers import audit, clock, crypto, mail
+from models.research import AttributeValue
+from resolvers import audit, clock, crypto, mail, studies
 from resolvers.checks import (
     check_birth_date,
     check_display_name,
@@ -474,11 +476,23 @@ async def erase_personal_data(member: Member) -> None:
     await NameHistory.filter(member_id=member.id).delete()
     await Notification.filter(member_id=member.id).delete()
     await LoginThrottle.filter(key=crypto.throttle_key("account", f"member:{member.id}")).delete()
+    await AttributeValue.filter(member_id=member.id).delete()
+    await GroupMembership.filter(member_id=member.id).delete()
+    await studies.forget_member(member.id)
     member.login_name = member.login_key = None
     member.display_name = member.display_key = None
     member.password_hash = None
+    # The last activity time would line up with the time of their last answer.
+    member.last_active_at = None
     await member.save(
-        update_fields=["login_name", "login_key", "display_name", "display_key", "password_hash"]
+        update_fields=[
+            "login_name",
+            "login_key",
+            "display_name",
+            "display_key",
+            "password_hash",
+            "last_active_at",
+        ]
     )
     async with in_transaction("contacts"):
         index = crypto.member_index(member.id)

@@ -35,12 +35,14 @@ from models.discussions import (
     ThreadEvent,
 )
 from models.moderation import ModerationEventKind
+from models.research import Invitation, InvitationStatus
 from resolvers import audit, clock, modfeed
 from resolvers.errors import Code, UserError
 from resolvers.formatting import clean_text
 from resolvers.notices import notify
 from resolvers.postchecks import CheckRefused, PostContext, Verdict, record, run_checks
 from resolvers.rules import check_can_write
+from resolvers.studies import check_area_writable
 from subscriptions.bus import get_bus
 from subscriptions.notifications import member_channel
 from subscriptions.threads import thread_channel, typing_channel
@@ -66,10 +68,18 @@ def can_read_text(post: Post, viewer: Member) -> bool:
 
 def readable_posts(viewer: Member) -> Q:
     """A filter for posts the viewer may see at all: a held post only by its author
-    and moderators (to others it does not exist until approved)."""
+    and moderators (to others it does not exist until approved), and in a masked
+    area others' posts only once the viewer has posted in the thread."""
     if viewer.role in (Role.MODERATOR, Role.ADMIN):
         return Q()
-    return ~Q(status=PostStatus.HELD) | Q(author_id=viewer.id)
+    mine = Q(author_id=viewer.id)
+    not_held = ~Q(status=PostStatus.HELD)
+    if is_staff(viewer):
+        return not_held | mine
+    # Masked study areas: others' posts only in threads where the viewer has posted.
+    my_threads: Any = Subquery(Post.filter(author_id=viewer.id).values("thread_id"))
+    unmasked = Q(thread__area__masked=False) | Q(thread_id__in=my_threads)
+    return (not_held & unmasked) | mine
 
 
 def readable_threads(viewer: Member) -> Q:
@@ -78,6 +88,16 @@ def readable_threads(viewer: Member) -> Q:
     if viewer.role in (Role.MODERATOR, Role.ADMIN):
         return Q()
     return Q(held=False) | Q(started_by_id=viewer.id)
+
+
+async def masked_for(viewer: Member, thread: Thread) -> bool:
+    """In a masked area a member sees others' posts in a thread only after posting there."""
+    if is_staff(viewer):
+        return False
+    area = await Area.get(id=thread.area_id)  # type: ignore[attr-defined]
+    if not area.masked:
+        return False
+    return not await Post.filter(thread_id=thread.id, author_id=viewer.id).exists()
 
 
 # --- access ---------------------------------------------------------------
@@ -93,9 +113,19 @@ def visible_to(member: Member, area_path: str = "") -> Q:
     if is_staff(member):
         return Q()
     groups: Any = Subquery(GroupMembership.filter(member_id=member.id).values("group_id"))
-    is_open: dict[str, Any] = {f"{area_path}group_id__isnull": True}
+    # A study's discussion area: only its invited members who have not declined.
+    studies: Any = Subquery(
+        Invitation.filter(member_id=member.id)
+        .exclude(status=InvitationStatus.DECLINED)
+        .values("study_id")
+    )
+    is_open: dict[str, Any] = {
+        f"{area_path}group_id__isnull": True,
+        f"{area_path}study_id__isnull": True,
+    }
     in_my_groups: dict[str, Any] = {f"{area_path}group_id__in": groups}
-    return Q(**is_open) | Q(**in_my_groups)
+    in_my_studies: dict[str, Any] = {f"{area_path}study_id__in": studies}
+    return Q(**is_open) | Q(**in_my_groups) | Q(**in_my_studies)
 
 
 async def access_area(member: Member, area_id: int) -> Area:
@@ -115,7 +145,8 @@ async def access_thread(member: Member, thread_id: int) -> Thread:
 
 
 async def access_post(member: Member, post_id: int) -> Post:
-    post = await Post.get_or_none(id=post_id)
+    # Held posts and masked threads' posts are missing to those who may not see them.
+    post = await Post.filter(readable_posts(member), id=post_id).first()
     if post is None:
         raise UserError(Code.NOT_FOUND)
     await access_thread(member, post.thread_id)  # type: ignore[attr-defined]
@@ -247,6 +278,7 @@ async def do_start_thread(
     area = await access_area(member, area_id)
     if not area.members_can_start_threads and not is_staff(member):
         raise UserError(Code.STAFF_STARTS_THREADS)
+    await check_area_writable(area)
     title = clean_text(title, TITLE_MAX, field="title")
     body = clean_text(body, get_settings().post_max_length)
     try:
@@ -314,10 +346,13 @@ async def do_add_post(
     if thread.locked_at is not None and not is_staff(member):
         raise UserError(Code.THREAD_LOCKED)
     area = await Area.get(id=thread.area_id)  # type: ignore[attr-defined]
+    await check_area_writable(area)
     depth = 0
     parent: Post | None = None
     if parent_id is not None:
-        parent = await Post.get_or_none(id=parent_id, thread_id=thread.id)
+        parent = await Post.filter(
+            readable_posts(member), id=parent_id, thread_id=thread.id
+        ).first()
         if parent is None:
             raise UserError(Code.NOT_FOUND, field="parentId")
         if parent.status != PostStatus.VISIBLE:
@@ -381,6 +416,7 @@ async def do_edit_post(member: Member, post_id: int, body: str) -> Post:
     if thread.locked_at is not None and not is_staff(member):
         raise UserError(Code.THREAD_LOCKED)
     area = await Area.get(id=thread.area_id)  # type: ignore[attr-defined]
+    await check_area_writable(area)
     try:
         async with in_transaction("community"):
             member, verdict = await _checked(member, area, body, is_edit=True, post_id=post.id)

@@ -67,6 +67,18 @@ class Code(StrEnum):
     INVALID_TIME = "INVALID_TIME"
     NOT_A_MEMBER = "NOT_A_MEMBER"
     WORD_INVALID = "WORD_INVALID"
+    ATTRIBUTE_INVALID = "ATTRIBUTE_INVALID"
+    ANSWER_INVALID = "ANSWER_INVALID"
+    ANSWER_REQUIRED = "ANSWER_REQUIRED"
+    SEGMENT_INVALID = "SEGMENT_INVALID"
+    STUDY_INVALID = "STUDY_INVALID"
+    STUDY_NOT_DRAFT = "STUDY_NOT_DRAFT"
+    STUDY_NOT_OPEN = "STUDY_NOT_OPEN"
+    STUDY_CLOSED = "STUDY_CLOSED"
+    ALREADY_SUBMITTED = "ALREADY_SUBMITTED"
+    INVITATION_DECLINED = "INVITATION_DECLINED"
+    NO_ELIGIBLE = "NO_ELIGIBLE"
+    CLAIM_EXPIRED = "CLAIM_EXPIRED"
 
 
 KIND = {
@@ -87,6 +99,13 @@ KIND = {
     Code.SUSPENDED: ErrorKind.NOT_ALLOWED,
     Code.WARNING_NOT_ACKNOWLEDGED: ErrorKind.NOT_ALLOWED,
     Code.NOT_A_MEMBER: ErrorKind.NOT_ALLOWED,
+    Code.STUDY_NOT_DRAFT: ErrorKind.NOT_ALLOWED,
+    Code.STUDY_NOT_OPEN: ErrorKind.NOT_ALLOWED,
+    Code.STUDY_CLOSED: ErrorKind.NOT_ALLOWED,
+    Code.ALREADY_SUBMITTED: ErrorKind.NOT_ALLOWED,
+    Code.INVITATION_DECLINED: ErrorKind.NOT_ALLOWED,
+    Code.NO_ELIGIBLE: ErrorKind.NOT_ALLOWED,
+    Code.CLAIM_EXPIRED: ErrorKind.NOT_ALLOWED,
 }
 
 MESSAGES: dict[Code, dict[str, str]] = {
@@ -352,6 +371,66 @@ MESSAGES: dict[Code, dict[str, str]] = {
         "en": "Give a word or phrase of 2 to 100 characters.",
         "fi": "Anna 2–100 merkin sana tai ilmaus.",
         "sv": "Ange ett ord eller uttryck på 2–100 tecken.",
+    },
+    Code.ATTRIBUTE_INVALID: {
+        "en": "The attribute definition is not valid: check the key, labels and options.",
+        "fi": "Ominaisuuden määrittely ei kelpaa: tarkista tunniste, nimet ja vaihtoehdot.",
+        "sv": "Egenskapens definition är inte giltig: kontrollera nyckel, namn och alternativ.",
+    },
+    Code.ANSWER_INVALID: {
+        "en": "This answer does not fit the question.",
+        "fi": "Vastaus ei sovi kysymykseen.",
+        "sv": "Svaret passar inte frågan.",
+    },
+    Code.ANSWER_REQUIRED: {
+        "en": "Answer every required question before submitting.",
+        "fi": "Vastaa kaikkiin pakollisiin kysymyksiin ennen lähettämistä.",
+        "sv": "Svara på alla obligatoriska frågor innan du skickar.",
+    },
+    Code.SEGMENT_INVALID: {
+        "en": "The segment rule is not valid.",
+        "fi": "Kohderyhmän sääntö ei kelpaa.",
+        "sv": "Segmentets regel är inte giltig.",
+    },
+    Code.STUDY_INVALID: {
+        "en": "The study is not complete or not valid: {reason}.",
+        "fi": "Tutkimus on puutteellinen tai virheellinen: {reason}.",
+        "sv": "Studien är ofullständig eller ogiltig: {reason}.",
+    },
+    Code.STUDY_NOT_DRAFT: {
+        "en": "Only a study that has not been launched can be changed.",
+        "fi": "Vain käynnistämätöntä tutkimusta voi muuttaa.",
+        "sv": "Endast en studie som inte har startats kan ändras.",
+    },
+    Code.STUDY_NOT_OPEN: {
+        "en": "This study is not open yet.",
+        "fi": "Tämä tutkimus ei ole vielä avoinna.",
+        "sv": "Studien är inte öppen ännu.",
+    },
+    Code.STUDY_CLOSED: {
+        "en": "This study has closed.",
+        "fi": "Tämä tutkimus on päättynyt.",
+        "sv": "Studien har avslutats.",
+    },
+    Code.ALREADY_SUBMITTED: {
+        "en": "You have already submitted your answers.",
+        "fi": "Olet jo lähettänyt vastauksesi.",
+        "sv": "Du har redan skickat dina svar.",
+    },
+    Code.INVITATION_DECLINED: {
+        "en": "You have declined this invitation.",
+        "fi": "Olet kieltäytynyt tästä kutsusta.",
+        "sv": "Du har tackat nej till inbjudan.",
+    },
+    Code.NO_ELIGIBLE: {
+        "en": "Nobody is eligible for the draw.",
+        "fi": "Arvontaan ei ole osallistujia.",
+        "sv": "Ingen deltar i dragningen.",
+    },
+    Code.CLAIM_EXPIRED: {
+        "en": "The time to claim this reward has passed.",
+        "fi": "Palkinnon lunastusaika on päättynyt.",
+        "sv": "Tiden för att lösa in belöningen har gått ut.",
     },
 }
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -48,16 +50,27 @@ def render(template: str, language: str, **context: Any) -> tuple[str, str]:
 def link(path: str, **query: str) -> str:
     from urllib.parse import urlencode
 
-    return f"{get_settings().public_base_url}{path}?{urlencode(query)}"
+    base = f"{get_settings().public_base_url}{path}"
+    return f"{base}?{urlencode(query)}" if query else base
 
 
 async def enqueue(
-    contact: Contact | None, to_address: str, template: str, language: str, **context: Any
+    contact: Contact | None,
+    to_address: str,
+    template: str,
+    language: str,
+    bulk: bool = False,
+    **context: Any,
 ) -> OutboxMessage:
-    """Add a message to the outbox (call inside the contacts transaction)."""
+    """Add a message to the outbox (call inside the contacts transaction).
+
+    ``bulk`` mail (study invitations, reminders) is throttled by the worker
+    to MAIL_BULK_PER_MINUTE; transactional mail (links, notices) is not.
+    """
     subject, body = render(template, language, **context)
     message = await OutboxMessage.create(
         contact=contact,
+        bulk=bulk,
         template=template,
         language=language,
         recipient_ciphertext=crypto.encrypt(to_address, "outbox-recipient"),
@@ -84,6 +97,14 @@ class MailWorker:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
+        self.bulk_sent: deque[float] = deque()  # monotonic times of this worker's bulk sends
+
+    def _bulk_allowance(self) -> int:
+        """Bulk messages this worker may still send in the current minute."""
+        now = time.monotonic()
+        while self.bulk_sent and now - self.bulk_sent[0] >= 60:
+            self.bulk_sent.popleft()
+        return max(0, self.settings.mail_bulk_per_minute - len(self.bulk_sent))
 
     async def run(self, stop: asyncio.Event) -> None:
         global _wakeup
@@ -104,12 +125,21 @@ class MailWorker:
         now = clock.now()
         # A claim left by a crashed worker expires and the message is retried.
         await OutboxMessage.filter(status="sending", claimed_until__lt=now).update(status="pending")
-        due = (
-            await OutboxMessage.filter(status="pending", next_attempt_at__lte=now)
+        # Transactional mail first, then bulk mail as far as the throttle allows.
+        due = list(
+            await OutboxMessage.filter(status="pending", next_attempt_at__lte=now, bulk=False)
             .order_by("next_attempt_at")
             .limit(limit)
             .values_list("id", flat=True)
         )
+        allowance = min(self._bulk_allowance(), limit)
+        if allowance:
+            due += list(
+                await OutboxMessage.filter(status="pending", next_attempt_at__lte=now, bulk=True)
+                .order_by("next_attempt_at")
+                .limit(allowance)
+                .values_list("id", flat=True)
+            )
         sent = 0
         for message_id in due:
             # Each claim runs from its own start: a slow batch must not let
@@ -120,6 +150,8 @@ class MailWorker:
             if claimed != 1:
                 continue  # another worker took it
             message = await OutboxMessage.get(id=message_id)
+            if message.bulk:
+                self.bulk_sent.append(time.monotonic())
             try:
                 await self._send(message)
             except Exception as exc:
@@ -194,3 +226,23 @@ class MailWorker:
 def _write_file(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
+
+
+async def outbox_status(failed_limit: int = 50) -> tuple[dict[str, int], list[OutboxMessage]]:
+    """Counts by status, and the newest failed messages (for admins: no address, no body)."""
+    counts = dict.fromkeys(("pending", "sending", "sent", "failed"), 0)
+    for status in counts:
+        counts[status] = await OutboxMessage.filter(status=status).count()
+    counts["bulk_pending"] = await OutboxMessage.filter(status="pending", bulk=True).count()
+    failed = await OutboxMessage.filter(status="failed").order_by("-created_at").limit(failed_limit)
+    return counts, failed
+
+
+async def retry_failed(message_id: str) -> bool:
+    """Put a failed message back in the queue (an admin's decision after a fix)."""
+    updated = await OutboxMessage.filter(id=message_id, status="failed").update(
+        status="pending", attempts=0, next_attempt_at=clock.now()
+    )
+    if updated:
+        wake_worker()
+    return bool(updated)

@@ -41,6 +41,7 @@ from schema.notifications import (
     NotificationsSubscription,
 )
 from schema.privacy import AuditEntry, PrivacyMutation, PrivacyQuery
+from schema.research import ResearchMutation, ResearchQuery
 from schema.rules import RulesMutation, RulesQuery, RulesVersion
 from schema.sharing import SharedEventExecutionContext
 
@@ -56,6 +57,7 @@ class Query(
     DiscussionsQuery,
     ModerationQuery,
     ModerationActionsQuery,
+    ResearchQuery,
 ):
     @strawberry.field(
         description="Any object by its global id; null when missing or not visible to you."
@@ -80,6 +82,7 @@ class Mutation(
     DiscussionsMutation,
     ModerationMutation,
     ModerationActionsMutation,
+    ResearchMutation,
 ):
     pass
 

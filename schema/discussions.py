@@ -136,6 +136,7 @@ async def build_posts(rows: list[dm.Post], viewer: cm.Member, language: str) -> 
 
 
 _views: OrderedDict[tuple[Any, ...], ThreadEvent] = OrderedDict()
+MASKED_BACKLOG = 500  # others' events kept for a masked viewer until their first post
 
 
 def event_from_snapshot(
@@ -716,6 +717,9 @@ class DiscussionsSubscription:
         # The worker's feed reads each event once; every subscriber renders its
         # own view of it (permissions, isMine, reactedByMe) without a query.
         snapshots = thread_snapshots(get_bus(), thread, viewer.id, after, still_allowed)
+        # A masked study thread: others' events wait until the viewer's own first post.
+        masked = await discussions.masked_for(viewer, await dm.Thread.get(id=thread))
+        waiting: list[EventSnapshot] = []
         async for snapshot in snapshots:
             if (
                 snapshot.kind == dm.EventKind.POST_ADDED.value
@@ -723,6 +727,15 @@ class DiscussionsSubscription:
                 and not discussions.can_read_text(snapshot.post, viewer)
             ):
                 continue  # held on arrival: others see it only once approved (POST_RESTORED)
+            mine = snapshot.post.author_id == viewer.id  # type: ignore[attr-defined]
+            if masked and not mine:
+                waiting = [*waiting[-(MASKED_BACKLOG - 1) :], snapshot]
+                continue
+            if masked:
+                masked = False  # my first post: now the others' posts, then mine
+                for earlier in waiting:
+                    yield event_from_snapshot(earlier, gid, viewer, language)
+                waiting = []
             yield event_from_snapshot(snapshot, gid, viewer, language)
         raise GraphQLError("The session has ended.", extensions={"code": "SESSION_ENDED"})
 

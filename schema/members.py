@@ -20,6 +20,7 @@ from schema.permissions import IsAuthenticated
 
 if TYPE_CHECKING:
     from schema.moderation_actions import Sanction
+    from schema.research import MyReward
 
 FORMER_MEMBER = {"fi": "entinen jäsen", "sv": "tidigare medlem", "en": "former member"}
 
@@ -161,6 +162,18 @@ class Me:
             "-id"
         )
         return [SanctionType.from_row(r) for r in rows]
+
+    @strawberry.field(description="Study invitations by email (in-app ones always come).")
+    def study_emails(self) -> bool:
+        return self.row.study_emails
+
+    @strawberry.field(description="Prizes I have won in studies' draws, newest first.")
+    async def rewards(
+        self, info: Info
+    ) -> list[Annotated[MyReward, strawberry.lazy("schema.research")]]:
+        from schema.research import my_rewards
+
+        return await my_rewards(self.row, info.context.language)
 
     @strawberry.field(description="This account's signed-in sessions, newest first.")
     async def sessions(

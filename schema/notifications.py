@@ -28,8 +28,10 @@ class Notification(relay.Node):
         description=(
             "RULES_CHANGED (subject: the rules version), REPLY (subject: the reply), "
             "POST_REMOVED_BY_MODERATOR (subject: my post; `category`: the rule broken), "
-            "WARNING (subject: the warning, to acknowledge; `category`) or SUSPENDED "
-            "(subject: the suspension; `category`; `until`)."
+            "WARNING (subject: the warning, to acknowledge; `category`), SUSPENDED "
+            "(subject: the suspension; `category`; `until`), STUDY_INVITATION and "
+            "STUDY_REMINDER (subject: the study, for `myStudy`) or REWARD_WON (subject: "
+            "my reward)."
         )
     )
     subject_id: relay.GlobalID | None = strawberry.field(
@@ -51,6 +53,10 @@ class Notification(relay.Node):
             subject = relay.GlobalID("RulesVersion", str(row.params["rulesVersionId"]))
         elif "postId" in row.params:
             subject = relay.GlobalID("Post", str(row.params["postId"]))
+        elif "rewardId" in row.params:
+            subject = relay.GlobalID("MyReward", str(row.params["rewardId"]))
+        elif "studyId" in row.params:
+            subject = relay.GlobalID("Study", str(row.params["studyId"]))
         elif "sanctionId" in row.params:
             subject = relay.GlobalID("Sanction", str(row.params["sanctionId"]))
         return cls(

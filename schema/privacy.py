@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated
@@ -11,7 +12,7 @@ from strawberry import relay
 from strawberry.scalars import JSON
 
 from models import community as m
-from resolvers import privacy
+from resolvers import audit, mail, privacy
 from resolvers.errors import Code, UserError
 from schema.context import Info
 from schema.errors import InputError, NotAllowedError, RateLimitedError, failure
@@ -92,8 +93,53 @@ ReadMemberContactResult = Annotated[
 ]
 
 
+@strawberry.type(description="An email that could not be delivered (no address, no text).")
+class FailedMail:
+    id: str
+    template: str
+    language: str
+    attempts: int
+    last_error: str
+    created_on: datetime = strawberry.field(description="The day it was queued.")
+
+
+@strawberry.type(description="The email outbox: what waits, what went, what failed.")
+class OutboxStatus:
+    pending: int
+    bulk_pending: int = strawberry.field(description="Study invitations and reminders waiting.")
+    sending: int
+    sent: int
+    failed: int
+    failed_messages: list[FailedMail]
+
+
 @strawberry.type
 class PrivacyQuery:
+    @strawberry.field(
+        permission_classes=[IsAdmin],
+        description="The email outbox's state; failed deliveries are listed (admins).",
+    )
+    async def outbox_status(self) -> OutboxStatus:
+        counts, failed = await mail.outbox_status()
+        return OutboxStatus(
+            pending=counts["pending"],
+            bulk_pending=counts["bulk_pending"],
+            sending=counts["sending"],
+            sent=counts["sent"],
+            failed=counts["failed"],
+            failed_messages=[
+                FailedMail(
+                    id=str(m.id),
+                    template=m.template,
+                    language=m.language,
+                    attempts=m.attempts,
+                    last_error=m.last_error,
+                    created_on=m.created_at,
+                )
+                for m in failed
+            ],
+        )
+
     @strawberry.field(
         permission_classes=[IsAdmin], description="The audit log, newest first (admins)."
     )
@@ -115,6 +161,21 @@ class PrivacyQuery:
 
 @strawberry.type
 class PrivacyMutation:
+    @strawberry.mutation(
+        permission_classes=[IsAdmin],
+        description="Queue a failed email again (after the cause is fixed); false if none.",
+    )
+    async def retry_failed_mail(self, info: Info, id: str) -> bool:
+        actor = info.context.member
+        try:
+            message_id = str(uuid.UUID(id))
+        except ValueError:
+            return False
+        retried = await mail.retry_failed(message_id)
+        if retried:
+            await audit.record(actor, "mail.retry", message=id)
+        return retried
+
     @strawberry.mutation(
         permission_classes=[IsAdmin],
         description=(

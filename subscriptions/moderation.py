@@ -35,10 +35,9 @@ async def moderation_stream(
         )
 
     async with bus.subscribe(MODERATION_CHANNEL, member_channel(member_id)) as queue:
-        if after is None:
-            counter = await ModerationCounter.get_or_none(id=1)
-            last = counter.last_position if counter else 0
-        else:
-            last = max(after, 0)
+        counter = await ModerationCounter.get_or_none(id=1)
+        newest = counter.last_position if counter else 0
+        # No `after`, or one beyond the end (a stale client): from the end.
+        last = newest if after is None else min(max(after, 0), newest)
         async for rows in positioned_stream(queue, last, read_after, still_allowed, "moderation"):
             yield rows

@@ -66,6 +66,16 @@ COMMUNITY_TABLES = {
     "member_sanction",
     "moderation_event",
     "moderation_counter",
+    "research_attribute",
+    "attribute_value",
+    "segment",
+    "study",
+    "question",
+    "response",
+    "invitation",
+    "answer",
+    "prize_draw",
+    "reward",
     "notification_counter",
 }
 CONTACTS_TABLES = {"contact", "consent", "email_token", "outbox_message", "banned_address"}

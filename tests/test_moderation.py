@@ -642,20 +642,22 @@ async def test_three_distinct_reporters_hold_a_post_two_do_not(server: Server) -
         seen = (await thread_posts(server, staffer, w.thread))[w.post]
         assert seen["body"] == "Kiistanalainen **väite**" and seen["pending"] is True, seen
 
-    # Nobody replies to or reacts to a held post; nothing is stored.
+    # To other members a held post does not exist: no reply, reaction or further
+    # report; nothing is stored.
     reply = await add_post(server, eve, w.thread, "Vastaus", parent=w.post)
-    failed(reply, "NotAllowedError", "POST_REMOVED")
+    failed(reply, "NotAllowedError", "NOT_FOUND")
     reaction = await server.gql(
         REACT, {"input": {"postId": w.post, "kind": "LIKE"}}, token=eve.token
     )
     assert "errors" not in reaction, reaction
-    failed(reaction["data"]["react"], "NotAllowedError", "POST_REMOVED")
+    failed(reaction["data"]["react"], "NotAllowedError", "NOT_FOUND")
+    late = await server.gql(
+        REPORT_POST, {"input": {"postId": w.post, "category": "OTHER"}}, token=eve.token
+    )
+    failed(late["data"]["reportPost"], "NotAllowedError", "NOT_FOUND")
     assert await Post.all().count() == 1
     assert await Reaction.all().count() == 0
-
-    # A fourth report is filed, but the post is not held a second time.
-    await reported(server, eve, w.post, "OTHER")
-    assert await Report.filter(post_id=post_row_id).count() == 4
+    assert await Report.filter(post_id=post_row_id).count() == 3
     assert [k for k, _ in await events_of(w.thread)].count("POST_HIDDEN") == 1
     assert await AuditEntry.filter(action="post.hold").count() == 1
 
@@ -909,8 +911,10 @@ async def test_queue_filters_by_area_and_category_and_pages_by_cursor(server: Se
     assert_no_permission(not_an_area, "BAD_USER_INPUT")
 
     # HELD and DECIDED filter the same way.
-    # `bob` reported it already: three others hold it (four open reports, SELLING first).
-    await hold(server, other_first, await members(server, 3))
+    # `bob` reported it already: two others hold it (three open reports, SELLING first).
+    for i, reporter in enumerate(await members(server, 2)):
+        await reported(server, reporter, other_first, CATEGORIES[i])
+    assert (await Post.get(id=db_id(other_first))).status == PostStatus.HELD
     assert list(await queue_items(server, w.mod, "HELD", areaId=other_area)) == [other_first]
     assert await queue_items(server, w.mod, "HELD", areaId=w.area) == {}
     assert list(await queue_items(server, w.mod, "HELD", category="SELLING")) == [other_first]
