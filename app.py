@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 from starlette.applications import Starlette
@@ -58,19 +58,17 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-async def research_job_loop(every: float, stop: asyncio.Event) -> None:
-    """Queue invitation mail that a launch left behind, and send reminders, on a schedule."""
-    from resolvers.studies import run_research_job
-
+async def every(seconds: float, job: Callable[[], Awaitable[object]], stop: asyncio.Event) -> None:
+    """Run ``job`` every ``seconds`` until ``stop`` (the first run after one period)."""
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=every)
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
         if stop.is_set():
             return
         try:
-            await run_research_job()
+            await job()
         except Exception:  # the loop must outlive one failed round
-            log.exception("research job round failed")
+            log.exception("scheduled job %s failed", getattr(job, "__name__", job))
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -97,8 +95,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             set_bus(bus)
             stop = asyncio.Event()
             closer = asyncio.create_task(CONNECTIONS.run(bus), name="connections")
+            from resolvers.lifecycle import run_lifecycle
+            from resolvers.studies import run_research_job
+
             research = asyncio.create_task(
-                research_job_loop(settings.research_job_seconds, stop), name="research-job"
+                every(settings.research_job_seconds, run_research_job, stop), name="research-job"
+            )
+            lifecycle = asyncio.create_task(
+                every(settings.lifecycle_job_seconds, run_lifecycle, stop), name="lifecycle"
             )
             worker = (
                 asyncio.create_task(MailWorker(settings).run(stop), name="mail-worker")
@@ -109,7 +113,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 yield
             finally:
                 stop.set()
-                for task in (closer, research):
+                for task in (closer, research, lifecycle):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task

@@ -126,6 +126,17 @@ async def research_job(settings: Settings) -> str:
         return f"queued {emails} invitation emails, sent {reminders} reminders"
 
 
+async def lifecycle(settings: Settings, dry_run: bool) -> str:
+    from resolvers.lifecycle import run_lifecycle
+
+    async with database_and_bus(settings):
+        report = await run_lifecycle(dry_run=dry_run)
+    prefix = "would do (dry run)" if dry_run else "done"
+    return (
+        prefix + ": " + ", ".join(f"{k} {v}" for k, v in report.as_dict().items() if k != "dry_run")
+    )
+
+
 def serve(settings: Settings, host: str, port: int, workers: int, migrate: bool) -> None:
     import uvicorn
 
@@ -182,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="deliver what is due and exit")
 
     commands.add_parser("purge-bans", help="erase banned members whose legal-hold period has ended")
+    p = commands.add_parser(
+        "lifecycle",
+        help="warn and end inactive memberships, purge bans, old mail, sessions, tokens",
+    )
+    p.add_argument("--dry-run", action="store_true", help="report what it would do, change nothing")
     commands.add_parser(
         "research-job", help="queue pending study invitation emails and send due reminders"
     )
@@ -204,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         "mail-worker": lambda: mail_worker(settings, getattr(args, "once", False)),
         "purge-bans": lambda: purge_bans(settings),
         "research-job": lambda: research_job(settings),
+        "lifecycle": lambda: lifecycle(settings, getattr(args, "dry_run", False)),
     }
     if args.command == "serve":
         serve(settings, args.host, args.port, args.workers, not args.no_migrate)

@@ -104,6 +104,16 @@ class Settings:
     suspension_steps_hours: tuple[int, ...] = (24, 72, 168, 720)
     # After a ban, the member's contact data and email index are kept this long.
     ban_hold_days: int = 365
+    # Lifecycle (R17, R18): inactivity warning and end, retention of mail and registrations.
+    inactivity_warn_days: int = 150
+    inactivity_end_days: int = 180
+    outbox_retention_days: int = 30
+    unverified_retention_days: int = 7
+    lifecycle_job_seconds: float = 3600.0
+    # Email every member when new rules are published (in-app notices always go).
+    rules_change_email: bool = False
+    # Moderators may lock accounts on suspected misuse, besides admins.
+    moderators_lock_accounts: bool = False
     # Request limits.
     max_body_bytes: int = 256 * 1024
     max_query_depth: int = 12
@@ -123,6 +133,8 @@ class Settings:
         """Refuse to run production on development or missing secrets."""
         if self.env not in {"development", "production", "test"}:
             raise ConfigError("COMMUNITY_ENV must be development, production or test")
+        if self.inactivity_warn_days >= self.inactivity_end_days:
+            raise ConfigError("INACTIVITY_WARN_DAYS must be less than INACTIVITY_END_DAYS")
         if not self.production:
             return
         keys = {
@@ -263,6 +275,17 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         ),
         suspension_steps_hours=steps("SUSPENSION_STEPS_HOURS", Settings.suspension_steps_hours),
         ban_hold_days=integer("BAN_HOLD_DAYS", Settings.ban_hold_days),
+        inactivity_warn_days=integer("INACTIVITY_WARN_DAYS", Settings.inactivity_warn_days),
+        inactivity_end_days=integer("INACTIVITY_END_DAYS", Settings.inactivity_end_days),
+        outbox_retention_days=integer("OUTBOX_RETENTION_DAYS", Settings.outbox_retention_days),
+        unverified_retention_days=integer(
+            "UNVERIFIED_RETENTION_DAYS", Settings.unverified_retention_days
+        ),
+        lifecycle_job_seconds=float(
+            get("LIFECYCLE_JOB_SECONDS", str(Settings.lifecycle_job_seconds))
+        ),
+        rules_change_email=_bool(get("RULES_CHANGE_EMAIL", "false")),
+        moderators_lock_accounts=_bool(get("MODERATORS_LOCK_ACCOUNTS", "false")),
         max_body_bytes=integer("MAX_BODY_BYTES", Settings.max_body_bytes),
         trust_proxy_headers=_bool(get("TRUST_PROXY_HEADERS", "false")),
         ws_compression=_bool(get("WS_COMPRESSION", "false")),

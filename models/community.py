@@ -55,6 +55,9 @@ class Member(Model):
     # Moderation: may read but not write until this time; every post held for review.
     suspended_until = fields.DatetimeField(null=True)
     premoderated = fields.BooleanField(default=False, db_default=False)
+    # Lifecycle: when the inactivity warning went out; an account locked on suspected misuse.
+    inactivity_warned_at = fields.DatetimeField(null=True)
+    locked_at = fields.DatetimeField(null=True)
     # Study invitations by email (in-app invitations always come).
     study_emails = fields.BooleanField(default=True, db_default=True)
 

@@ -44,7 +44,9 @@ from resolvers.checks import (
 from resolvers.errors import Code, UserError
 from resolvers.passwords import check_password, hash_password, verify_password
 from resolvers.rules import check_can_write, current_rules
+from resolvers.segments import record_birth_period
 from resolvers.sessions import publish_sessions_ended
+from subscriptions.connections import forget_member_everywhere
 
 log = logging.getLogger("community.accounts")
 
@@ -200,6 +202,7 @@ async def do_register(
                 status=MemberStatus.PENDING,
             )
             await RulesAcceptance.create(member=member, rules=rules)
+            await record_birth_period(member, birth_year)
             async with in_transaction("contacts"):
                 contact = await Contact.create(
                     email_ciphertext=crypto.encrypt(normalised, "contact-email"),
@@ -386,6 +389,20 @@ async def do_confirm_email_change(token: str) -> None:
         await EmailToken.filter(id=row.id).update(new_email_ciphertext=None, new_email_index=None)
 
 
+async def send_reset_link(contact: Contact, address: str) -> None:
+    """Queue a password-reset link (inside the caller's contacts transaction)."""
+    settings = get_settings()
+    token = await _issue_token(contact, "reset", timedelta(minutes=settings.reset_token_minutes))
+    await mail.enqueue(
+        contact,
+        address,
+        "reset_password",
+        contact.language,
+        minutes=settings.reset_token_minutes,
+        link=mail.link("/reset-password", token=token),
+    )
+
+
 async def do_request_password_reset(email: str) -> None:
     """Always the same answer; a link goes out only if the address is a member's."""
     try:
@@ -398,19 +415,8 @@ async def do_request_password_reset(email: str) -> None:
     member = await Member.get_or_none(id=crypto.unseal_member(contact.member_seal))
     if member is None or member.status not in (MemberStatus.ACTIVE, MemberStatus.PENDING):
         return
-    settings = get_settings()
     async with in_transaction("contacts"):
-        token = await _issue_token(
-            contact, "reset", timedelta(minutes=settings.reset_token_minutes)
-        )
-        await mail.enqueue(
-            contact,
-            normalised,
-            "reset_password",
-            contact.language,
-            minutes=settings.reset_token_minutes,
-            link=mail.link("/reset-password", token=token),
-        )
+        await send_reset_link(contact, normalised)
     mail.wake_worker()
 
 
@@ -437,6 +443,11 @@ async def do_reset_password(token: str, new_password: str) -> None:
         member.password_hash = password_hash
         member.password_changed_at = now
         fields = ["password_hash", "password_changed_at"]
+        if member.locked_at is not None:
+            # The real member proved the address: a lock for suspected misuse ends.
+            member.locked_at = None
+            fields.append("locked_at")
+            await audit.record(None, "member.unlock_by_reset", target_member_id=member.id)
         if member.status == MemberStatus.PENDING:
             member.status, member.activated_at = MemberStatus.ACTIVE, now
             fields += ["status", "activated_at"]
@@ -463,6 +474,7 @@ async def do_resign(member: Member, password: str) -> None:
         await erase_personal_data(member)
         await audit.record(member, "member.resign", target_member_id=member.id)
     await publish_sessions_ended(member.id)
+    await forget_member_everywhere(member.id)
 
 
 async def erase_personal_data(member: Member) -> None:

@@ -44,6 +44,7 @@ from resolvers.postchecks import CheckRefused, PostContext, Verdict, record, run
 from resolvers.rules import check_can_write
 from resolvers.studies import check_area_writable
 from subscriptions.bus import get_bus
+from subscriptions.connections import CONNECTIONS
 from subscriptions.notifications import member_channel
 from subscriptions.threads import thread_channel, typing_channel
 
@@ -526,6 +527,14 @@ async def do_mark_thread_read(member: Member, thread_id: int, position: int | No
 
 
 _last_typing: dict[tuple[int, int], float] = {}
+
+
+def _forget_typing(member_id: int) -> None:
+    for key in [k for k in _last_typing if k[0] == member_id]:
+        del _last_typing[key]
+
+
+CONNECTIONS.forget_hooks.append(_forget_typing)
 
 
 async def do_send_typing(member: Member, thread_id: int) -> bool:

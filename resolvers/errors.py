@@ -79,6 +79,8 @@ class Code(StrEnum):
     INVITATION_DECLINED = "INVITATION_DECLINED"
     NO_ELIGIBLE = "NO_ELIGIBLE"
     CLAIM_EXPIRED = "CLAIM_EXPIRED"
+    ACCOUNT_LOCKED = "ACCOUNT_LOCKED"
+    LOCK_NOT_ALLOWED = "LOCK_NOT_ALLOWED"
 
 
 KIND = {
@@ -99,6 +101,8 @@ KIND = {
     Code.SUSPENDED: ErrorKind.NOT_ALLOWED,
     Code.WARNING_NOT_ACKNOWLEDGED: ErrorKind.NOT_ALLOWED,
     Code.NOT_A_MEMBER: ErrorKind.NOT_ALLOWED,
+    Code.ACCOUNT_LOCKED: ErrorKind.NOT_ALLOWED,
+    Code.LOCK_NOT_ALLOWED: ErrorKind.NOT_ALLOWED,
     Code.STUDY_NOT_DRAFT: ErrorKind.NOT_ALLOWED,
     Code.STUDY_NOT_OPEN: ErrorKind.NOT_ALLOWED,
     Code.STUDY_CLOSED: ErrorKind.NOT_ALLOWED,
@@ -434,6 +438,21 @@ MESSAGES: dict[Code, dict[str, str]] = {
     },
 }
 
+MESSAGES[Code.ACCOUNT_LOCKED] = {
+    "en": "This account is locked because of suspected misuse. We have emailed you a link "
+    "to set a new password, which unlocks it.",
+    "fi": "Tili on lukittu epäillyn väärinkäytön vuoksi. Lähetimme sähköpostiisi linkin "
+    "uuden salasanan asettamiseen, joka avaa lukituksen.",
+    "sv": "Kontot är låst på grund av misstänkt missbruk. Vi har skickat en länk till din "
+    "e-post för att välja ett nytt lösenord, vilket låser upp kontot.",
+}
+
+MESSAGES[Code.LOCK_NOT_ALLOWED] = {
+    "en": "Only admins lock accounts in this community.",
+    "fi": "Tässä yhteisössä vain ylläpitäjät lukitsevat tilejä.",
+    "sv": "I den här gemenskapen låser endast administratörer konton.",
+}
+
 PERSONAL_DATA_CODES = {
     "personal_identity_code": Code.PERSONAL_IDENTITY_CODE_IN_TEXT,
     "phone_number": Code.PHONE_NUMBER_IN_TEXT,
@@ -457,6 +476,8 @@ class UserError(Exception):
         self.field = field
         self.retry_after = retry_after
         self.params = dict(params)
+        # Set when the message must be in the account's language, not the request's.
+        self.language: str | None = None
         if retry_after is not None:
             self.params["retry_after"] = retry_after
 

@@ -7,6 +7,7 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from config import get_settings
 from models.community import Member, MemberStatus, Role, RulesAcceptance, RulesVersion
 from models.moderation import MemberSanction, SanctionKind
 from resolvers import audit, clock
@@ -80,6 +81,15 @@ async def do_publish_rules(
             await notify(int(member_id), "RULES_CHANGED", {"rulesVersionId": version.id})
         await audit.record(actor, "rules.publish", version=version.version)
     await get_bus().publish(EVERYONE_CHANNEL, {"type": "notification"})
+    if get_settings().rules_change_email and version.version > 1:
+        from resolvers import mail, outreach
+
+        link = mail.link("/rules")
+        await outreach.email_members(
+            [int(m) for m in member_ids],
+            "rules_changed",
+            lambda _lang: {"version": version.version, "link": link},
+        )
     return version
 
 

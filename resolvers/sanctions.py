@@ -32,7 +32,7 @@ from resolvers.formatting import clean_text
 from resolvers.notices import notify
 from resolvers.sessions import publish_sessions_ended
 from subscriptions.bus import get_bus
-from subscriptions.connections import close_member_connections
+from subscriptions.connections import close_member_connections, forget_member_everywhere
 from subscriptions.notifications import member_channel
 
 NOTE_MAX = 1000
@@ -188,6 +188,7 @@ async def do_moderate_member(
         # Every worker: subscriptions stop and the member's websockets close now.
         await publish_sessions_ended(target.id)
         await close_member_connections(target.id)
+        await forget_member_everywhere(target.id)
         mail.wake_worker()
     elif notified:
         await get_bus().publish(member_channel(target.id), {"type": "notification"})
@@ -281,9 +282,70 @@ async def purge_ended_bans() -> int:
     ).order_by("id")
     for ban in bans:
         async with in_transaction("community"):
+            # Claimed first: of two rounds at once, one erases and audits, the other skips.
+            claimed = await MemberSanction.filter(id=ban.id, lifted_at__isnull=True).update(
+                lifted_at=clock.now()
+            )
+            if not claimed:
+                continue
             member = await Member.get(id=ban.member_id)  # type: ignore[attr-defined]
             await erase_personal_data(member)
-            await MemberSanction.filter(id=ban.id).update(lifted_at=clock.now())
             await audit.record(None, "member.ban_purged", target_member_id=member.id)
+        await forget_member_everywhere(member.id)
         done += 1
     return done
+
+
+async def do_lock_account(actor: Member, member_id: int, reason: str) -> tuple[Member, bool]:
+    """Lock an account on suspected misuse: sessions and websockets end, sign-in is refused,
+    and a password-reset link goes to the member's address so the real member can
+    regain access (the reset unlocks). Admins; moderators if MODERATORS_LOCK_ACCOUNTS."""
+    from resolvers.accounts import send_reset_link
+
+    _check_locker(actor)
+    reason = clean_text(reason, NOTE_MAX, field="reason")
+    async with in_transaction("community"):
+        target = await Member.filter(id=member_id).select_for_update().first()
+        if target is None:
+            raise UserError(Code.NOT_FOUND, field="memberId")
+        if target.status != MemberStatus.ACTIVE or target.role != Role.MEMBER:
+            # Staff accounts have no address for the reset link: not locked this way.
+            raise UserError(Code.NOT_A_MEMBER, field="memberId")
+        if target.locked_at is not None:
+            return target, False
+        target.locked_at = clock.now()
+        await target.save(update_fields=["locked_at"])
+        await Session.filter(member_id=target.id).delete()
+        await audit.record(actor, "member.lock", target_member_id=target.id, reason=reason)
+        async with in_transaction("contacts"):
+            contact = await Contact.get_or_none(member_index=crypto.member_index(target.id))
+            if contact is not None:
+                address = crypto.decrypt(contact.email_ciphertext, "contact-email")
+                await send_reset_link(contact, address)
+    await publish_sessions_ended(target.id)
+    await close_member_connections(target.id)
+    mail.wake_worker()
+    return target, True
+
+
+async def do_unlock_account(actor: Member, member_id: int, reason: str) -> tuple[Member, bool]:
+    _check_locker(actor)
+    reason = clean_text(reason, NOTE_MAX, field="reason")
+    async with in_transaction("community"):
+        target = await Member.filter(id=member_id).select_for_update().first()
+        if target is None:
+            raise UserError(Code.NOT_FOUND, field="memberId")
+        if target.locked_at is None:
+            return target, False
+        target.locked_at = None
+        await target.save(update_fields=["locked_at"])
+        await audit.record(actor, "member.unlock", target_member_id=target.id, reason=reason)
+    return target, True
+
+
+def _check_locker(actor: Member) -> None:
+    allowed = actor.role == Role.ADMIN or (
+        actor.role == Role.MODERATOR and get_settings().moderators_lock_accounts
+    )
+    if not allowed:
+        raise UserError(Code.LOCK_NOT_ALLOWED)

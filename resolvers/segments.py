@@ -145,6 +145,8 @@ async def do_set_attributes(member: Member, pairs: list[tuple[str, list[str]]]) 
     values = dict(pairs)
     if len(values) != len(pairs):
         raise UserError(Code.ANSWER_INVALID, field="values")  # a key given twice
+    if BIRTH_PERIOD_KEY in values:
+        raise UserError(Code.ANSWER_INVALID, field=BIRTH_PERIOD_KEY)  # derived, not editable
     attributes = {a.key: a for a in await ResearchAttribute.filter(key__in=list(values))}
     rows: list[AttributeValue] = []
     for key, raw in values.items():
@@ -168,6 +170,30 @@ async def member_attribute_values(member_id: int) -> dict[int, list[str]]:
     ):
         out.setdefault(attribute_id, []).append(text if text is not None else str(number))
     return out
+
+
+BIRTH_PERIOD_KEY = "birth_period"
+
+
+async def record_birth_period(member: Member, birth_year: int) -> None:
+    """The age band derived from the age check: the first year of the member's
+    five-year birth period (1985 for 1985-1989), kept as a built-in attribute that
+    segments and breakdowns can use and members cannot edit. Call inside the
+    registration's community transaction."""
+    attribute = await ResearchAttribute.get_or_none(key=BIRTH_PERIOD_KEY)
+    if attribute is None:
+        try:
+            async with in_transaction("community"):  # a savepoint: a lost race is retried
+                attribute = await ResearchAttribute.create(
+                    key=BIRTH_PERIOD_KEY,
+                    kind=AttributeKind.YEAR,
+                    label_fi="Syntymävuosiväli (viisi vuotta)",
+                    label_sv="Födelseårsintervall (fem år)",
+                    label_en="Birth period (five years)",
+                )
+        except IntegrityError:
+            attribute = await ResearchAttribute.get(key=BIRTH_PERIOD_KEY)
+    await AttributeValue.create(member=member, attribute=attribute, number=birth_year // 5 * 5)
 
 
 # --- groups --------------------------------------------------------------------------

@@ -95,6 +95,11 @@ async def do_login(identifier: str, password: str, client_address: str) -> Signe
     if not ok or member is None or member.status != MemberStatus.ACTIVE:
         # One neutral answer for: no such account, wrong password, not verified, resigned.
         raise UserError(Code.INVALID_CREDENTIALS)
+    if member.locked_at is not None:
+        # Told only to whoever knows the password: the reset link we sent unlocks it.
+        locked = UserError(Code.ACCOUNT_LOCKED)
+        locked.language = member.language.value  # the owner is known: their language
+        raise locked
     # A success clears the account's count and takes its attempt off the address's.
     await LoginThrottle.filter(key=account_key).delete()
     await LoginThrottle.filter(key=address_key, failures__gt=0).update(failures=F("failures") - 1)
@@ -140,7 +145,7 @@ async def session_is_live(session: Session) -> bool:
     if session.expires_at <= now or idle_limit <= now:
         return False
     member: Member = session.member
-    return member.status == MemberStatus.ACTIVE
+    return member.status == MemberStatus.ACTIVE and member.locked_at is None
 
 
 async def session_still_exists(session_id: int) -> bool:

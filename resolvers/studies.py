@@ -531,6 +531,7 @@ async def do_open_study(member: Member, study_id: int) -> tuple[Study, Invitatio
             status=InvitationStatus.OPENED, opened_at=clock.now()
         )
         await invitation.refresh_from_db()
+        await _touch(member)  # accepting an invitation counts as taking part
     return study, invitation
 
 

@@ -26,6 +26,7 @@ from schema.discussions import (
     Thread,
 )
 from schema.http import WebsocketSessionCheck
+from schema.lifecycle import LifecycleMutation, LifecycleQuery
 from schema.limits import build_extensions, should_mask
 from schema.members import Member, MembersMutation, MembersQuery, Session
 from schema.moderation import ModerationMutation, ModerationQuery
@@ -58,6 +59,7 @@ class Query(
     ModerationQuery,
     ModerationActionsQuery,
     ResearchQuery,
+    LifecycleQuery,
 ):
     @strawberry.field(
         description="Any object by its global id; null when missing or not visible to you."
@@ -83,6 +85,7 @@ class Mutation(
     ModerationMutation,
     ModerationActionsMutation,
     ResearchMutation,
+    LifecycleMutation,
 ):
     pass
 

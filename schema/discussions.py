@@ -34,6 +34,7 @@ from schema.pagination import (
 )
 from schema.permissions import IsAuthenticated, IsStaff
 from subscriptions.bus import get_bus
+from subscriptions.connections import CONNECTIONS
 from subscriptions.feeds import EventSnapshot, thread_snapshots
 from subscriptions.threads import typing_stream
 
@@ -137,6 +138,15 @@ async def build_posts(rows: list[dm.Post], viewer: cm.Member, language: str) -> 
 
 _views: OrderedDict[tuple[Any, ...], ThreadEvent] = OrderedDict()
 MASKED_BACKLOG = 500  # others' events kept for a masked viewer until their first post
+
+
+def _forget_views(member_id: int) -> None:
+    """Drop cached views of the member's posts (they carry the old display name)."""
+    for key in [k for k, v in _views.items() if v.post.author.id == member_id]:
+        del _views[key]
+
+
+CONNECTIONS.forget_hooks.append(_forget_views)
 
 
 def event_from_snapshot(

@@ -40,7 +40,7 @@ class RateLimitedError(Error):
 
 
 def failure(exc: UserError, info: Info) -> InputError | NotAllowedError | RateLimitedError:
-    language = info.context.language
+    language = exc.language or info.context.language
     code = ErrorCode[exc.code.value]
     message = exc.message(language)
     if exc.kind == ErrorKind.RATE_LIMITED:

@@ -30,8 +30,9 @@ class Notification(relay.Node):
             "POST_REMOVED_BY_MODERATOR (subject: my post; `category`: the rule broken), "
             "WARNING (subject: the warning, to acknowledge; `category`), SUSPENDED "
             "(subject: the suspension; `category`; `until`), STUDY_INVITATION and "
-            "STUDY_REMINDER (subject: the study, for `myStudy`) or REWARD_WON (subject: "
-            "my reward)."
+            "STUDY_REMINDER (subject: the study, for `myStudy`), REWARD_WON (subject: "
+            "my reward), INACTIVITY_WARNING (`until`: when the membership ends unless I take "
+            "part) or RULES_CHANGED."
         )
     )
     subject_id: relay.GlobalID | None = strawberry.field(
@@ -41,7 +42,11 @@ class Notification(relay.Node):
         description="For POST_REMOVED_BY_MODERATOR: the rule the post broke."
     )
     until: datetime | None = strawberry.field(
-        default=None, description="For SUSPENDED: when writing is allowed again."
+        default=None,
+        description=(
+            "SUSPENDED: when writing is allowed again; INACTIVITY_WARNING: when the "
+            "membership ends."
+        ),
     )
     created_at: datetime
     read: bool

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from subscriptions.bus import Bus, get_bus
@@ -24,6 +25,15 @@ CLOSE_REASON = "Membership ended"
 class ConnectionRegistry:
     def __init__(self) -> None:
         self.sockets: dict[int, set[Any]] = {}
+        # Called with a member id when a membership ends: in-memory caches drop the member.
+        self.forget_hooks: list[Callable[[int], None]] = []
+
+    def forget(self, member_id: int) -> None:
+        for hook in self.forget_hooks:
+            try:
+                hook(member_id)
+            except Exception:  # one cache must not keep the others from forgetting
+                log.exception("forget hook failed")
 
     def add(self, member_id: int, socket: Any) -> None:
         self.sockets.setdefault(member_id, set()).add(socket)
@@ -50,14 +60,25 @@ class ConnectionRegistry:
                 ready.set()
             while True:
                 message = await queue.get()
-                if message.get("type") == "close":
-                    try:
-                        await self.close_member(int(message["member"]))
-                    except (KeyError, TypeError, ValueError):
-                        log.warning("bad close request on the connections channel")
+                kind = message.get("type")
+                try:
+                    member_id = int(message["member"])
+                except (KeyError, TypeError, ValueError):
+                    log.warning("bad request on the connections channel")
+                    continue
+                if kind == "close":
+                    await self.close_member(member_id)
+                elif kind == "forget":
+                    self.forget(member_id)
 
 
 CONNECTIONS = ConnectionRegistry()
+
+
+async def forget_member_everywhere(member_id: int) -> None:
+    """A membership ended: every worker's caches drop what they hold of the member."""
+    CONNECTIONS.forget(member_id)
+    await get_bus().publish(CONNECTIONS_CHANNEL, {"type": "forget", "member": member_id})
 
 
 async def close_member_connections(member_id: int) -> None:

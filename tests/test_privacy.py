@@ -710,6 +710,7 @@ def test_only_the_operator_path_imports_the_contacts_register() -> None:
         "resolvers/sanctions.py",
         "resolvers/mail.py",
         "resolvers/outreach.py",
+        "resolvers/lifecycle.py",
     }
     pattern = re.compile(
         r"^\s*(from models\.contacts import|from models import contacts|import models\.contacts)",

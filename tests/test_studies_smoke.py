@@ -239,3 +239,47 @@ async def test_a_survey_from_launch_to_results_and_draw(server: Server) -> None:
     draw = await PrizeDraw.get()
     reward = await Reward.get()
     assert reward.invitation_id == draw.winners[0]
+
+
+ATTRIBUTES = "{ researchAttributes { id key kind myValues } }"
+SET_MINE = """
+mutation($values: [AttributeValueInput!]!) { setMyAttributes(values: $values) {
+  __typename ... on Error { code } ... on InputError { field } } }
+"""
+PREVIEW = """
+query($rule: SegmentRuleInput!) { previewSegment(rule: $rule) { count label } }
+"""
+
+
+async def test_the_age_band_is_derived_from_the_age_check(server: Server) -> None:
+    """Registration keeps only the five-year birth period in the community register,
+    as a built-in attribute that members see but cannot edit and researchers can use."""
+    from models.research import AttributeValue, ResearchAttribute
+
+    people = [await member(server, birthDate=f"{year}-03-01") for year in (1990, 1991, 1994, 1995)]
+    researcher = await staff(server, "researcher")
+    attribute = await ResearchAttribute.get(key="birth_period")
+    stored = {
+        v.member_id: v.number  # type: ignore[attr-defined]
+        for v in await AttributeValue.filter(attribute_id=attribute.id)
+    }
+    assert stored == {
+        p.member_id: period for p, period in zip(people, (1990, 1990, 1990, 1995), strict=True)
+    }
+    body = await server.gql(ATTRIBUTES, token=people[0].token)
+    mine = {a["key"]: a["myValues"] for a in body["data"]["researchAttributes"]}
+    assert mine["birth_period"] == ["1990"], mine
+    refused = await server.gql(
+        SET_MINE, {"values": [{"key": "birth_period", "values": ["2000"]}]}, token=people[0].token
+    )
+    assert refused["data"]["setMyAttributes"]["code"] == "ANSWER_INVALID", refused
+    rule = {
+        "attribute": {
+            "attributeId": body["data"]["researchAttributes"][0]["id"],
+            "op": "BETWEEN",
+            "min": 1985,
+            "max": 1990,
+        }
+    }
+    preview = await server.gql(PREVIEW, {"rule": rule}, token=researcher.token)
+    assert preview["data"]["previewSegment"] == {"count": None, "label": "fewer than 5"}, preview
