@@ -23,16 +23,9 @@ import asyncio
 import os
 import platform
 import statistics
-import tempfile
 import time
-import uuid
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import asyncpg
-
-PG = os.environ.get("BENCH_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432")
 TEXTS = [
     "Kävin eilen toimistolla klo 12.30 ja jonotin 45 minuuttia. Onko muilla samaa kokemusta?",
     "Hakemus lähti 1.5.2024 ja päätös tuli vasta kolmen kuukauden päästä, 312 euroa takautuvasti.",
@@ -49,89 +42,53 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> None:
-    from tortoise.context import TortoiseContext
-
     from bench.discussions_bench import make_members
-    from config import load_settings, override_settings
+    from bench.scratch import scratch_community
     from models.moderation import ModerationWord, WordListKind
     from resolvers import accounts, discussions, postchecks, rules
-    from subscriptions.bus import Bus, set_bus
 
-    run_id = f"bench_checks_{uuid.uuid4().hex[:8]}"
-    tmp = Path(tempfile.mkdtemp())
-    if args.backend == "postgres":
-        admin_conn = await asyncpg.connect(f"{PG}/postgres")
-        for name in ("community", "contacts"):
-            await admin_conn.execute(f'CREATE DATABASE "{run_id}_{name}"')
-        urls = (f"{PG}/{run_id}_community", f"{PG}/{run_id}_contacts")
-    else:
-        urls = (f"sqlite://{tmp}/community.sqlite3", f"sqlite://{tmp}/contacts.sqlite3")
-    settings = replace(
-        load_settings({"COMMUNITY_ENV": "test"}),
-        community_db_url=urls[0],
-        contacts_db_url=urls[1],
-        mail_dir=str(tmp / "mail"),
+    async with scratch_community(
+        args.backend,
         posts_per_minute=1_000_000,
         posts_per_hour=1_000_000,
         repeat_post_minutes=24 * 60,
         new_member_link_posts=3,
-    )
-    override_settings(settings)
-    from cli import run_migrations
-
-    await run_migrations(settings)
-    bus = Bus("memory://")
-    await bus.connect()
-    set_bus(bus)
-    try:
-        async with TortoiseContext() as ctx:
-            await ctx.init(config=settings.tortoise_config())
-            version = await rules.do_publish_rules(None, "fi", "sv", "en")
-            admin = await accounts.do_create_staff(
-                "admin", "benchops", "Bench Staff", "correct horse battery"
-            )
-            people = await make_members(version, 20)
-            for i in range(args.words):
-                await ModerationWord.create(kind=WordListKind.BANNED, phrase=f"kielletty{i}")
-                await ModerationWord.create(kind=WordListKind.SUSPECT, phrase=f"epäilyttävä{i}*")
-            area = await discussions.do_create_area(
-                admin, {"fi": "Alue", "sv": "Område", "en": "Area"}, {}, None, True
-            )
-            first = await discussions.do_start_thread(
-                admin, area.id, "Bench", "Hei", "bench-start-0"
-            )
-            thread_id = first.thread_id  # type: ignore[attr-defined]
-            full = list(postchecks.PIPELINE)
-            timings: dict[str, list[float]] = {"baseline": [], "checks": []}
-            serial = 0
-            rounds = 8
-            per_round = max(1, args.posts // rounds)
-            for r in range(rounds * 2):
-                mode = "baseline" if r % 2 == 0 else "checks"
-                postchecks.PIPELINE[:] = [] if mode == "baseline" else full
-                for _ in range(per_round):
-                    serial += 1
-                    author = people[serial % len(people)]
-                    text = f"{TEXTS[serial % len(TEXTS)]} ({serial})"
-                    start = time.perf_counter()
-                    await discussions.do_add_post(author, thread_id, text, f"bench-{serial:08d}")
-                    timings[mode].append(time.perf_counter() - start)
-            postchecks.PIPELINE[:] = full
-            await ctx.close_connections()
-        detector = []
-        for i in range(2000):
-            text = TEXTS[i % len(TEXTS)]
-            start = time.perf_counter()
-            postchecks.find_personal_data(text)
-            detector.append(time.perf_counter() - start)
-    finally:
-        await bus.disconnect()
-        set_bus(None)
-        override_settings(None)
-        if args.backend == "postgres":
-            for name in ("community", "contacts"):
-                await admin_conn.execute(f'DROP DATABASE IF EXISTS "{run_id}_{name}" WITH (FORCE)')
-            await admin_conn.close()
+    ):
+        version = await rules.do_publish_rules(None, "fi", "sv", "en")
+        admin = await accounts.do_create_staff(
+            "admin", "benchops", "Bench Staff", "correct horse battery"
+        )
+        people = await make_members(version, 20)
+        for i in range(args.words):
+            await ModerationWord.create(kind=WordListKind.BANNED, phrase=f"kielletty{i}")
+            await ModerationWord.create(kind=WordListKind.SUSPECT, phrase=f"epäilyttävä{i}*")
+        area = await discussions.do_create_area(
+            admin, {"fi": "Alue", "sv": "Område", "en": "Area"}, {}, None, True
+        )
+        first = await discussions.do_start_thread(admin, area.id, "Bench", "Hei", "bench-start-0")
+        thread_id = first.thread_id  # type: ignore[attr-defined]
+        full = list(postchecks.PIPELINE)
+        timings: dict[str, list[float]] = {"baseline": [], "checks": []}
+        serial = 0
+        rounds = 8
+        per_round = max(1, args.posts // rounds)
+        for r in range(rounds * 2):
+            mode = "baseline" if r % 2 == 0 else "checks"
+            postchecks.PIPELINE[:] = [] if mode == "baseline" else full
+            for _ in range(per_round):
+                serial += 1
+                author = people[serial % len(people)]
+                text = f"{TEXTS[serial % len(TEXTS)]} ({serial})"
+                start = time.perf_counter()
+                await discussions.do_add_post(author, thread_id, text, f"bench-{serial:08d}")
+                timings[mode].append(time.perf_counter() - start)
+        postchecks.PIPELINE[:] = full
+    detector = []
+    for i in range(2000):
+        text = TEXTS[i % len(TEXTS)]
+        start = time.perf_counter()
+        postchecks.find_personal_data(text)
+        detector.append(time.perf_counter() - start)
 
     cpu = platform.processor() or platform.machine()
     print(f"# post check pipeline, {args.backend}, {os.cpu_count()} cores ({cpu})")

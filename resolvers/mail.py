@@ -68,7 +68,22 @@ async def enqueue(
     to MAIL_BULK_PER_MINUTE; transactional mail (links, notices) is not.
     """
     subject, body = render(template, language, **context)
-    message = await OutboxMessage.create(
+    message = outbox_row(contact, to_address, template, language, subject, body, bulk)
+    await message.save()
+    return message
+
+
+def outbox_row(
+    contact: Contact | None,
+    to_address: str,
+    template: str,
+    language: str,
+    subject: str,
+    body: str,
+    bulk: bool,
+) -> OutboxMessage:
+    """An unsaved outbox message: recipient and body encrypted, times to the day."""
+    return OutboxMessage(
         contact=contact,
         bulk=bulk,
         template=template,
@@ -79,7 +94,6 @@ async def enqueue(
         created_at=clock.today(),
         next_attempt_at=clock.now(),
     )
-    return message
 
 
 def wake_worker() -> None:

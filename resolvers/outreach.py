@@ -13,8 +13,10 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from models.contacts import Contact
+from models.contacts import Contact, OutboxMessage
 from resolvers import crypto, mail
+
+CHUNK = 500
 
 
 async def email_members(
@@ -29,17 +31,30 @@ async def email_members(
     """
     if not member_ids:
         return 0
-    indexes = {crypto.member_index(m): m for m in member_ids}
-    contacts = await Contact.filter(member_index__in=list(indexes))
-    async with in_transaction("contacts"):
+    queued = 0
+    for start in range(0, len(member_ids), CHUNK):
+        indexes = [crypto.member_index(m) for m in member_ids[start : start + CHUNK]]
+        contacts = await Contact.filter(member_index__in=indexes)
+        rendered: dict[str, tuple[str, str]] = {}  # one rendering per language
+        rows = []
         for contact in contacts:
-            await mail.enqueue(
-                contact,
-                crypto.decrypt(contact.email_ciphertext, "contact-email"),
-                template,
-                contact.language,
-                bulk=bulk,
-                **context(contact.language),
+            language = contact.language
+            if language not in rendered:
+                rendered[language] = mail.render(template, language, **context(language))
+            subject, body = rendered[language]
+            rows.append(
+                mail.outbox_row(
+                    contact,
+                    crypto.decrypt(contact.email_ciphertext, "contact-email"),
+                    template,
+                    language,
+                    subject,
+                    body,
+                    bulk,
+                )
             )
+        async with in_transaction("contacts"):
+            await OutboxMessage.bulk_create(rows)
+        queued += len(rows)
     mail.wake_worker()
-    return len(contacts)
+    return queued

@@ -12,7 +12,7 @@ from models.community import Member, MemberStatus, Role, RulesAcceptance, RulesV
 from models.moderation import MemberSanction, SanctionKind
 from resolvers import audit, clock
 from resolvers.errors import Code, UserError
-from resolvers.notices import notify
+from resolvers.notices import notify_many
 from subscriptions.bus import get_bus
 from subscriptions.notifications import EVERYONE_CHANNEL
 
@@ -75,10 +75,10 @@ async def do_publish_rules(
         member_ids: list[Any] = await Member.filter(
             status=MemberStatus.ACTIVE, role=Role.MEMBER
         ).values_list("id", flat=True)
-        # One notice per member, each at the next position of that member's stream
-        # (a few statements per member: publishing rules is rare).
-        for member_id in member_ids:
-            await notify(int(member_id), "RULES_CHANGED", {"rulesVersionId": version.id})
+        # One notice per member, each at the next position of that member's stream.
+        await notify_many(
+            [int(m) for m in member_ids], "RULES_CHANGED", {"rulesVersionId": version.id}
+        )
         await audit.record(actor, "rules.publish", version=version.version)
     await get_bus().publish(EVERYONE_CHANNEL, {"type": "notification"})
     if get_settings().rules_change_email and version.version > 1:

@@ -46,7 +46,7 @@ from models.research import (
 from resolvers import audit, clock, mail, outreach
 from resolvers.errors import Code, UserError
 from resolvers.formatting import clean_text
-from resolvers.notices import notify
+from resolvers.notices import notify, notify_many
 from resolvers.segments import RESEARCHERS, evaluate, ids, shown_count
 from subscriptions.bus import get_bus
 from subscriptions.notifications import EVERYONE_CHANNEL, member_channel
@@ -351,8 +351,7 @@ async def do_launch(researcher: Member, study_id: int) -> tuple[Study, int]:
             [Invitation(study_id=study.id, member_id=m, invited_at=now) for m in shuffled],
             batch_size=500,
         )
-        for member_id in members:
-            await notify(member_id, "STUDY_INVITATION", {"studyId": study.id})
+        await notify_many(members, "STUDY_INVITATION", {"studyId": study.id})
         await audit.record(
             researcher, "study.launch", study=study.id, invited=len(members), seed=seed
         )
