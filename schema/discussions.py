@@ -17,7 +17,7 @@ from tortoise.expressions import Subquery
 from models import community as cm
 from models import discussions as dm
 from resolvers import discussions, sessions
-from resolvers.errors import Code, UserError
+from resolvers.errors import UserError
 from resolvers.formatting import render_html
 from schema.context import Info
 from schema.errors import InputError, NotAllowedError, RateLimitedError, failure
@@ -31,6 +31,7 @@ from schema.pagination import (
     encode_cursor,
     nodes_in_order,
     paginate,
+    require_id,
 )
 from schema.permissions import IsAuthenticated, IsStaff
 from subscriptions.bus import get_bus
@@ -513,13 +514,6 @@ MarkThreadReadResult = Annotated[
 ]
 
 
-def _id(gid: relay.GlobalID, type_name: str, field: str) -> int:
-    node_id = db_id(gid.node_id)
-    if gid.type_name != type_name or node_id is None:
-        raise UserError(Code.NOT_FOUND, field=field)
-    return node_id
-
-
 async def _post_node(post_id: int, info: Info) -> Post:
     row = await dm.Post.get(id=post_id).select_related("author")
     return (await build_posts([row], _viewer(info), info.context.language))[0]
@@ -572,7 +566,9 @@ class DiscussionsMutation:
     )
     async def create_area(self, info: Info, input: CreateAreaInput) -> CreateAreaResult:
         try:
-            group_id = _id(input.group_id, "MemberGroup", "groupId") if input.group_id else None
+            group_id = (
+                require_id(input.group_id, "MemberGroup", "groupId") if input.group_id else None
+            )
             area = await discussions.do_create_area(
                 _viewer(info),
                 {"fi": input.title_fi, "sv": input.title_sv, "en": input.title_en},
@@ -594,7 +590,7 @@ class DiscussionsMutation:
         try:
             post = await discussions.do_start_thread(
                 _viewer(info),
-                _id(input.area_id, "Area", "areaId"),
+                require_id(input.area_id, "Area", "areaId"),
                 input.title,
                 input.body,
                 input.client_key,
@@ -614,10 +610,10 @@ class DiscussionsMutation:
         try:
             post = await discussions.do_add_post(
                 _viewer(info),
-                _id(input.thread_id, "Thread", "threadId"),
+                require_id(input.thread_id, "Thread", "threadId"),
                 input.body,
                 input.client_key,
-                _id(input.parent_id, "Post", "parentId") if input.parent_id else None,
+                require_id(input.parent_id, "Post", "parentId") if input.parent_id else None,
             )
         except UserError as exc:
             return failure(exc, info)
@@ -630,7 +626,7 @@ class DiscussionsMutation:
     async def edit_post(self, info: Info, input: EditPostInput) -> EditPostResult:
         try:
             post = await discussions.do_edit_post(
-                _viewer(info), _id(input.post_id, "Post", "postId"), input.body
+                _viewer(info), require_id(input.post_id, "Post", "postId"), input.body
             )
         except UserError as exc:
             return failure(exc, info)
@@ -642,7 +638,9 @@ class DiscussionsMutation:
     )
     async def delete_post(self, info: Info, post_id: relay.GlobalID) -> DeletePostResult:
         try:
-            post = await discussions.do_delete_post(_viewer(info), _id(post_id, "Post", "postId"))
+            post = await discussions.do_delete_post(
+                _viewer(info), require_id(post_id, "Post", "postId")
+            )
         except UserError as exc:
             return failure(exc, info)
         return PostSuccess(post=await _post_node(post.id, info))
@@ -655,7 +653,7 @@ class DiscussionsMutation:
         try:
             post = await discussions.do_react(
                 _viewer(info),
-                _id(input.post_id, "Post", "postId"),
+                require_id(input.post_id, "Post", "postId"),
                 dm.ReactionKind(input.kind.value),
                 input.on,
             )
@@ -673,7 +671,7 @@ class DiscussionsMutation:
         self, info: Info, thread_id: relay.GlobalID, position: int | None = None
     ) -> MarkThreadReadResult:
         try:
-            thread = _id(thread_id, "Thread", "threadId")
+            thread = require_id(thread_id, "Thread", "threadId")
             read = await discussions.do_mark_thread_read(_viewer(info), thread, position)
         except UserError as exc:
             return failure(exc, info)
@@ -686,7 +684,7 @@ class DiscussionsMutation:
     async def send_typing(self, info: Info, thread_id: relay.GlobalID) -> bool:
         try:
             return await discussions.do_send_typing(
-                _viewer(info), _id(thread_id, "Thread", "threadId")
+                _viewer(info), require_id(thread_id, "Thread", "threadId")
             )
         except UserError:
             return False
@@ -696,7 +694,7 @@ async def _subscription_thread(info: Info, thread_id: relay.GlobalID) -> tuple[c
     session = info.context.session
     assert session is not None
     try:
-        thread = _id(thread_id, "Thread", "threadId")
+        thread = require_id(thread_id, "Thread", "threadId")
         await discussions.access_thread(session.member, thread)
     except UserError:
         raise GraphQLError("Not found.", extensions={"code": "NOT_FOUND"}) from None

@@ -9,12 +9,12 @@ from strawberry import relay
 from strawberry.scalars import JSON
 
 from resolvers import health, privacy, sanctions
-from resolvers.errors import Code, UserError
+from resolvers.errors import UserError
 from schema.context import Info
 from schema.errors import InputError, NotAllowedError, RateLimitedError, failure
 from schema.members import Member
 from schema.moderation import IsModerator
-from schema.pagination import db_id
+from schema.pagination import require_id
 from schema.permissions import IsAdmin, IsAuthenticated
 
 
@@ -46,13 +46,6 @@ class LockSuccess:
 
 Failure = InputError | NotAllowedError | RateLimitedError
 LockResult = Annotated[LockSuccess | Failure, strawberry.union("LockResult")]
-
-
-def _member_id(gid: relay.GlobalID) -> int:
-    node_id = db_id(gid.node_id) if gid.type_name == "Member" else None
-    if node_id is None:
-        raise UserError(Code.NOT_FOUND, field="memberId")
-    return node_id
 
 
 @strawberry.type
@@ -108,7 +101,9 @@ class LifecycleMutation:
         actor = info.context.member
         assert actor is not None
         try:
-            row, applied = await sanctions.do_lock_account(actor, _member_id(member_id), reason)
+            row, applied = await sanctions.do_lock_account(
+                actor, require_id(member_id, "Member", "memberId"), reason
+            )
         except UserError as exc:
             return failure(exc, info)
         return LockSuccess(
@@ -124,7 +119,9 @@ class LifecycleMutation:
         actor = info.context.member
         assert actor is not None
         try:
-            row, applied = await sanctions.do_unlock_account(actor, _member_id(member_id), reason)
+            row, applied = await sanctions.do_unlock_account(
+                actor, require_id(member_id, "Member", "memberId"), reason
+            )
         except UserError as exc:
             return failure(exc, info)
         return LockSuccess(

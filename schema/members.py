@@ -12,10 +12,10 @@ from strawberry import relay
 
 from models import community as m
 from resolvers import accounts, clock, rules, sessions
-from resolvers.errors import Code, UserError
+from resolvers.errors import UserError
 from schema.context import Info
 from schema.errors import InputError, NotAllowedError, RateLimitedError, failure
-from schema.pagination import Connection, db_id, nodes_in_order, paginate
+from schema.pagination import Connection, db_id, nodes_in_order, paginate, require_id
 from schema.permissions import IsAuthenticated
 
 if TYPE_CHECKING:
@@ -269,13 +269,6 @@ UpdateProfileResult = Annotated[
 ]
 
 
-def _node_id(gid: relay.GlobalID, type_name: str, field: str) -> int:
-    node_id = db_id(gid.node_id)
-    if gid.type_name != type_name or node_id is None:
-        raise UserError(Code.NOT_FOUND, field=field)
-    return node_id
-
-
 def _rules_id(gid: relay.GlobalID) -> int:
     # Any id that is not a rules version's is "not the current rules", on that field.
     node_id = db_id(gid.node_id)
@@ -348,7 +341,7 @@ class MembersMutation:
     )
     async def revoke_session(self, info: Info, id: relay.GlobalID) -> DoneResult:
         try:
-            await sessions.do_revoke_session(_me(info), _node_id(id, "Session", "id"))
+            await sessions.do_revoke_session(_me(info), require_id(id, "Session", "id"))
         except UserError as exc:
             return failure(exc, info)
         return Done()

@@ -16,12 +16,12 @@ from models.moderation import CheckDecision as CheckDecisionRow
 from models.moderation import Report
 from models.moderation import ReportCategory as ReportCategoryModel
 from resolvers import moderation
-from resolvers.errors import Code, UserError
+from resolvers.errors import UserError
 from schema.context import Info
 from schema.discussions import Post, build_posts
 from schema.errors import InputError, NotAllowedError, RateLimitedError, failure
 from schema.members import Member
-from schema.pagination import Connection, Edge, db_id, paginate
+from schema.pagination import Connection, Edge, db_id, paginate, require_id
 from schema.permissions import IsAuthenticated, _HasRole
 
 
@@ -126,13 +126,6 @@ ReportPostResult = Annotated[ReportPostSuccess | Failure, strawberry.union("Repo
 ModeratePostResult = Annotated[
     ModeratePostSuccess | Failure, strawberry.union("ModeratePostResult")
 ]
-
-
-def _post_id(gid: relay.GlobalID) -> int:
-    node_id = db_id(gid.node_id)
-    if gid.type_name != "Post" or node_id is None:
-        raise UserError(Code.NOT_FOUND, field="postId")
-    return node_id
 
 
 async def _items(rows: list[dm.Post], viewer: cm.Member, language: str) -> list[ModerationItem]:
@@ -254,7 +247,7 @@ class ModerationMutation:
         try:
             await moderation.do_report_post(
                 member,
-                _post_id(input.post_id),
+                require_id(input.post_id, "Post", "postId"),
                 ReportCategoryModel(input.category.value),
                 input.note,
             )
@@ -275,7 +268,7 @@ class ModerationMutation:
         try:
             row, applied = await moderation.do_moderate_post(
                 moderator,
-                _post_id(input.post_id),
+                require_id(input.post_id, "Post", "postId"),
                 moderation.Decision(input.decision.value),
                 ReportCategoryModel(input.category.value) if input.category else None,
                 input.note,

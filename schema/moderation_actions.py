@@ -18,13 +18,13 @@ from strawberry import relay
 from models import community as cm
 from models import moderation as mm
 from resolvers import moderation, sanctions, sessions
-from resolvers.errors import Code, UserError
+from resolvers.errors import UserError
 from schema.context import Info
 from schema.discussions import Area, Post, Thread, build_posts
 from schema.errors import InputError, NotAllowedError, RateLimitedError, failure
 from schema.members import Member
 from schema.moderation import IsModerator, ModerationDecision, ReportCategory
-from schema.pagination import db_id
+from schema.pagination import db_id, require_id
 from schema.permissions import IsAuthenticated
 from subscriptions.bus import get_bus
 from subscriptions.moderation import moderation_stream
@@ -220,13 +220,6 @@ AcknowledgeWarningResult = Annotated[
 ]
 
 
-def _id(gid: relay.GlobalID, type_name: str, field: str) -> int:
-    node_id = db_id(gid.node_id)
-    if gid.type_name != type_name or node_id is None:
-        raise UserError(Code.NOT_FOUND, field=field)
-    return node_id
-
-
 def _word(row: mm.ModerationWord) -> ModerationWord:
     return ModerationWord(
         id=row.id, kind=WordList(row.kind.value), phrase=row.phrase, language=row.language
@@ -322,7 +315,7 @@ class ModerationActionsMutation:
         try:
             row, applied = await moderation.do_moderate_thread(
                 moderator,
-                _id(input.thread_id, "Thread", "threadId"),
+                require_id(input.thread_id, "Thread", "threadId"),
                 moderation.ThreadAction(input.action.value),
                 input.note,
             )
@@ -346,7 +339,7 @@ class ModerationActionsMutation:
         try:
             row, sanction, applied = await sanctions.do_moderate_member(
                 moderator,
-                _id(input.member_id, "Member", "memberId"),
+                require_id(input.member_id, "Member", "memberId"),
                 sanctions.MemberAction(input.action.value),
                 mm.ReportCategory(input.category.value) if input.category else None,
                 input.note,
@@ -371,7 +364,7 @@ class ModerationActionsMutation:
         assert moderator is not None
         try:
             row, applied = await moderation.do_set_area_premoderation(
-                moderator, _id(area_id, "Area", "areaId"), on
+                moderator, require_id(area_id, "Area", "areaId"), on
             )
         except UserError as exc:
             return failure(exc, info)
@@ -417,7 +410,7 @@ class ModerationActionsMutation:
         member = info.context.member
         assert member is not None
         try:
-            row = await sanctions.do_acknowledge_warning(member, _id(id, "Sanction", "id"))
+            row = await sanctions.do_acknowledge_warning(member, require_id(id, "Sanction", "id"))
         except UserError as exc:
             return failure(exc, info)
         return AcknowledgeWarningSuccess(warning=Sanction.from_row(row))

@@ -8,7 +8,10 @@ from typing import Any, Generic, TypeVar
 
 import strawberry
 from graphql import GraphQLError
+from strawberry import relay
 from tortoise.queryset import QuerySet
+
+from resolvers.errors import Code, UserError
 
 MAX_PAGE = 100
 DB_ID_MAX = 2**31 - 1  # ids are INTEGER columns (32-bit on PostgreSQL)
@@ -24,6 +27,14 @@ def db_id(value: object) -> int | None:
 
 
 T = TypeVar("T")
+
+
+def require_id(gid: relay.GlobalID | None, type_name: str, field: str) -> int:
+    """The database id behind a global id of ``type_name``, or NOT_FOUND naming ``field``."""
+    node_id = db_id(gid.node_id) if gid is not None and gid.type_name == type_name else None
+    if node_id is None:
+        raise UserError(Code.NOT_FOUND, field=field)
+    return node_id
 
 
 async def nodes_in_order(

@@ -21,7 +21,7 @@ from resolvers import segments, studies
 from resolvers.errors import Code, UserError
 from schema.context import Info
 from schema.errors import InputError, NotAllowedError, RateLimitedError, failure
-from schema.pagination import db_id
+from schema.pagination import db_id, require_id
 from schema.permissions import IsAdmin, IsAuthenticated, _HasRole
 
 FEWER_THAN_FIVE = "fewer than 5"
@@ -505,13 +505,6 @@ class SegmentRuleInput:
     participation: ParticipationConditionInput | None = None
 
 
-def _gid(gid: relay.GlobalID | None, type_name: str, field: str) -> int:
-    node_id = db_id(gid.node_id) if gid is not None and gid.type_name == type_name else None
-    if node_id is None:
-        raise UserError(Code.NOT_FOUND, field=field)
-    return node_id
-
-
 def rule_dict(rule: SegmentRuleInput) -> dict[str, Any]:
     """The stored form of a rule tree (ids as database ids)."""
     given = [rule.and_, rule.or_, rule.attribute, rule.participation]
@@ -525,7 +518,7 @@ def rule_dict(rule: SegmentRuleInput) -> dict[str, Any]:
         a = rule.attribute
         return {
             "attribute": {
-                "attribute_id": _gid(a.attribute_id, "ResearchAttribute", "rule"),
+                "attribute_id": require_id(a.attribute_id, "ResearchAttribute", "rule"),
                 "op": a.op.value,
                 "values": a.values,
                 "min": a.min,
@@ -536,7 +529,7 @@ def rule_dict(rule: SegmentRuleInput) -> dict[str, Any]:
         p = rule.participation
         leaf: dict[str, Any] = {"op": p.op.value, "days": p.days}
         if p.study_id is not None:
-            leaf["study_id"] = _gid(p.study_id, "Study", "rule")
+            leaf["study_id"] = require_id(p.study_id, "Study", "rule")
         return {"participation": leaf}
     return {}
 
@@ -587,8 +580,8 @@ def study_data(input: StudyInput) -> studies.StudyData:
         opens_at=input.opens_at,
         closes_at=input.closes_at,
         everyone=input.everyone,
-        group_ids=[_gid(g, "MemberGroup", "groupIds") for g in input.group_ids],
-        segment_ids=[_gid(s, "Segment", "segmentIds") for s in input.segment_ids],
+        group_ids=[require_id(g, "MemberGroup", "groupIds") for g in input.group_ids],
+        segment_ids=[require_id(s, "Segment", "segmentIds") for s in input.segment_ids],
         sample_size=input.sample_size,
         fatigue_days=input.fatigue_days,
         max_per_month=input.max_per_month,
@@ -758,12 +751,12 @@ class ResearchQuery:
     ) -> StudyResults:
         try:
             breakdown = (
-                _gid(breakdown_attribute_id, "ResearchAttribute", "breakdownAttributeId")
+                require_id(breakdown_attribute_id, "ResearchAttribute", "breakdownAttributeId")
                 if breakdown_attribute_id is not None
                 else None
             )
             study, results = await studies.study_results(
-                _me(info), _gid(study_id, "Study", "studyId"), breakdown
+                _me(info), require_id(study_id, "Study", "studyId"), breakdown
             )
         except UserError as exc:
             raise _graphql_error(exc, info) from None
@@ -801,7 +794,7 @@ class ResearchQuery:
     )
     async def study_answers_csv(self, info: Info, study_id: relay.GlobalID) -> str:
         try:
-            return await studies.answers_csv(_me(info), _gid(study_id, "Study", "studyId"))
+            return await studies.answers_csv(_me(info), require_id(study_id, "Study", "studyId"))
         except UserError as exc:
             raise _graphql_error(exc, info) from None
 
@@ -811,7 +804,7 @@ class ResearchQuery:
     )
     async def verify_prize_draw(self, info: Info, draw_id: relay.GlobalID) -> bool:
         try:
-            return await studies.verify_draw(_me(info), _gid(draw_id, "PrizeDraw", "drawId"))
+            return await studies.verify_draw(_me(info), require_id(draw_id, "PrizeDraw", "drawId"))
         except UserError as exc:
             raise _graphql_error(exc, info) from None
 
@@ -854,7 +847,7 @@ class ResearchQuery:
     async def my_study(self, info: Info, id: relay.GlobalID) -> MemberStudy | None:
         member = _me(info)
         try:
-            study, invitation = await studies.do_open_study(member, _gid(id, "Study", "id"))
+            study, invitation = await studies.do_open_study(member, require_id(id, "Study", "id"))
         except UserError:
             return None
         return await member_study(study, invitation, info.context.language, with_answers=True)
@@ -927,12 +920,12 @@ class ResearchMutation:
         completed_only: bool = True,
     ) -> GroupResult:
         try:
-            gid = _gid(group_id, "MemberGroup", "groupId")
+            gid = require_id(group_id, "MemberGroup", "groupId")
             added = await segments.do_add_group_members(
                 _me(info),
                 gid,
-                [_gid(m, "Member", "memberIds") for m in member_ids or []],
-                _gid(from_study_id, "Study", "fromStudyId") if from_study_id else None,
+                [require_id(m, "Member", "memberIds") for m in member_ids or []],
+                require_id(from_study_id, "Study", "fromStudyId") if from_study_id else None,
                 completed_only,
             )
         except UserError as exc:
@@ -963,7 +956,7 @@ class ResearchMutation:
     async def update_study(self, info: Info, id: relay.GlobalID, input: StudyInput) -> StudyResult:
         try:
             row = await studies.do_update_study(
-                _me(info), _gid(id, "Study", "id"), study_data(input)
+                _me(info), require_id(id, "Study", "id"), study_data(input)
             )
         except UserError as exc:
             return failure(exc, info)
@@ -977,7 +970,7 @@ class ResearchMutation:
         self, info: Info, id: relay.GlobalID, questions: list[QuestionInput]
     ) -> StudyResult:
         try:
-            study_id = _gid(id, "Study", "id")
+            study_id = require_id(id, "Study", "id")
             await studies.do_set_questions(
                 _me(info),
                 study_id,
@@ -1004,7 +997,7 @@ class ResearchMutation:
     )
     async def launch_study(self, info: Info, id: relay.GlobalID) -> StudyResult:
         try:
-            row, invited = await studies.do_launch(_me(info), _gid(id, "Study", "id"))
+            row, invited = await studies.do_launch(_me(info), require_id(id, "Study", "id"))
         except UserError as exc:
             return failure(exc, info)
         return StudySuccess(study=Study.from_row(row), invited=invited)
@@ -1012,7 +1005,7 @@ class ResearchMutation:
     @strawberry.mutation(permission_classes=[IsResearcher], description="Close a study now.")
     async def close_study(self, info: Info, id: relay.GlobalID) -> StudyResult:
         try:
-            row = await studies.do_close_study(_me(info), _gid(id, "Study", "id"))
+            row = await studies.do_close_study(_me(info), require_id(id, "Study", "id"))
         except UserError as exc:
             return failure(exc, info)
         return StudySuccess(study=Study.from_row(row))
@@ -1020,7 +1013,7 @@ class ResearchMutation:
     @strawberry.mutation(permission_classes=[IsResearcher], description="Archive a study.")
     async def archive_study(self, info: Info, id: relay.GlobalID) -> StudyResult:
         try:
-            row = await studies.do_archive_study(_me(info), _gid(id, "Study", "id"))
+            row = await studies.do_archive_study(_me(info), require_id(id, "Study", "id"))
         except UserError as exc:
             return failure(exc, info)
         return StudySuccess(study=Study.from_row(row))
@@ -1037,7 +1030,7 @@ class ResearchMutation:
     ) -> DrawResult:
         try:
             draw = await studies.do_draw_prizes(
-                _me(info), _gid(study_id, "Study", "studyId"), prizes, claim_days
+                _me(info), require_id(study_id, "Study", "studyId"), prizes, claim_days
             )
         except UserError as exc:
             return failure(exc, info)
@@ -1052,7 +1045,7 @@ class ResearchMutation:
     ) -> DrawResult:
         try:
             draw = await studies.do_redraw_unclaimed(
-                _me(info), _gid(draw_id, "PrizeDraw", "drawId"), claim_days
+                _me(info), require_id(draw_id, "PrizeDraw", "drawId"), claim_days
             )
         except UserError as exc:
             return failure(exc, info)
@@ -1067,13 +1060,13 @@ class ResearchMutation:
     ) -> MemberStudyResult:
         member = _me(info)
         try:
-            sid = _gid(study_id, "Study", "studyId")
+            sid = require_id(study_id, "Study", "studyId")
             await studies.do_save_answers(
                 member,
                 sid,
                 [
                     (
-                        _gid(a.question_id, "Question", "questionId"),
+                        require_id(a.question_id, "Question", "questionId"),
                         {
                             "choice": a.choice,
                             "choices": a.choices,
@@ -1095,7 +1088,7 @@ class ResearchMutation:
     async def submit_answers(self, info: Info, study_id: relay.GlobalID) -> MemberStudyResult:
         member = _me(info)
         try:
-            sid = _gid(study_id, "Study", "studyId")
+            sid = require_id(study_id, "Study", "studyId")
             await studies.do_submit(member, sid)
         except UserError as exc:
             return failure(exc, info)
@@ -1105,7 +1098,7 @@ class ResearchMutation:
     async def decline_invitation(self, info: Info, study_id: relay.GlobalID) -> MemberStudyResult:
         member = _me(info)
         try:
-            sid = _gid(study_id, "Study", "studyId")
+            sid = require_id(study_id, "Study", "studyId")
             await studies.do_decline(member, sid)
         except UserError as exc:
             return failure(exc, info)
@@ -1123,7 +1116,7 @@ class ResearchMutation:
     async def claim_reward(self, info: Info, id: relay.GlobalID) -> RewardResult:
         member = _me(info)
         try:
-            row = await studies.do_claim_reward(member, _gid(id, "MyReward", "id"))
+            row = await studies.do_claim_reward(member, require_id(id, "MyReward", "id"))
         except UserError as exc:
             return failure(exc, info)
         rewards = await my_rewards(member, info.context.language)
