@@ -22,6 +22,9 @@ from tortoise.connection import get_connection
 from tortoise.contrib.starlette import RegisterTortoise
 
 from config import Settings, get_settings
+from ops.http import Observability, metrics_endpoint
+from ops.logs import configure as configure_logging
+from ops.shutdown import DRAIN
 from resolvers.mail import MailWorker
 from schema import create_schema
 from schema.http import BodySizeLimit, CommunityGraphQL
@@ -71,18 +74,30 @@ async def every(seconds: float, job: Callable[[], Awaitable[object]], stop: asyn
             log.exception("scheduled job %s failed", getattr(job, "__name__", job))
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, attach: bool = False) -> Starlette:
+    """The application; ``attach=True`` serves with the databases and bus this process
+    already has open (tests run a second server with other limits beside the first)."""
     settings = settings or get_settings()
     settings.validate()
+    if not logging.getLogger().handlers:
+        # A worker process spawned by uvicorn's supervisor starts unconfigured.
+        configure_logging(settings.log_format, settings.log_level)
     graphql = CommunityGraphQL(
         create_schema(settings),
+        settings,
         graphql_ide=None if settings.production else "graphiql",
         allow_queries_via_get=False,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
-        connection_init_wait_timeout=timedelta(seconds=10),
-        max_subscriptions_per_connection=50,
+        connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
+        # Our handlers close the socket (4429) at the limit; Strawberry's own
+        # check (an error message) stays as a backstop one above it.
+        max_subscriptions_per_connection=settings.ws_max_subscriptions + 1,
         allowed_origins=settings.allowed_origins,
     )
+
+    @contextlib.asynccontextmanager
+    async def attached(app: Starlette) -> AsyncIterator[None]:
+        yield
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -94,6 +109,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await bus.connect()
             set_bus(bus)
             stop = asyncio.Event()
+            DRAIN.draining = False
+            DRAIN.install(settings.shutdown_grace_seconds)
             closer = asyncio.create_task(CONNECTIONS.run(bus), name="connections")
             from resolvers.lifecycle import run_lifecycle
             from resolvers.studies import run_research_job
@@ -128,11 +145,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
         ],
-        middleware=[Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)],
-        lifespan=lifespan,
+        middleware=[
+            Middleware(Observability),
+            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+        ],
+        lifespan=attached if attach else lifespan,
     )
 
 

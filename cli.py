@@ -140,6 +140,9 @@ async def lifecycle(settings: Settings, dry_run: bool) -> str:
 def serve(settings: Settings, host: str, port: int, workers: int, migrate: bool) -> None:
     import uvicorn
 
+    from ops.logs import configure
+
+    configure(settings.log_format, settings.log_level)
     if migrate:
         asyncio.run(run_migrations(settings))
     uvicorn.run(
@@ -150,8 +153,23 @@ def serve(settings: Settings, host: str, port: int, workers: int, migrate: bool)
         proxy_headers=settings.trust_proxy_headers,
         ws="websockets-sansio",
         ws_per_message_deflate=settings.ws_compression,
+        ws_max_size=settings.max_body_bytes,
         lifespan="on",
-        log_level=os.environ.get("LOG_LEVEL", "info").lower(),
+        log_config=None,  # ours (ops.logs): request ids, JSON lines, no personal data
+        log_level=settings.log_level.lower(),
+        # Access lines name client addresses: off unless debugging.
+        access_log=settings.log_level == "DEBUG",
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
+    )
+
+
+def list_documents(settings: Settings) -> str:
+    from schema.documents import DocumentStore
+
+    store = DocumentStore(settings.documents_dir or None)
+    return "\n".join(
+        f"{key}  {store.names[key]}"
+        for key in sorted(store.documents, key=lambda k: store.names[k])
     )
 
 
@@ -203,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = commands.add_parser("export-schema", help="write the GraphQL SDL")
     p.add_argument("file", type=Path, nargs="?", default=Path("schema.graphql"))
+    commands.add_parser("documents", help="list the persisted documents and their ids")
     return parser
 
 
@@ -227,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "export-schema":
         print(export_schema(args.file))
+        return 0
+    if args.command == "documents":
+        print(list_documents(settings))
         return 0
     if args.command == "create-staff":
         password = os.environ.get(args.password_env) or getpass.getpass("Password: ")

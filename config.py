@@ -119,6 +119,25 @@ class Settings:
     max_query_depth: int = 12
     max_aliases: int = 30
     max_tokens: int = 2000
+    # Field selections, each multiplied by the page sizes of the connections around it.
+    max_query_cost: int = 5000
+    # Websockets: connection_init wait, operations at once, message rate and burst,
+    # and the undelivered events a subscriber may have before it is closed as too slow.
+    ws_init_timeout_seconds: float = 10.0
+    ws_max_subscriptions: int = 50
+    ws_messages_per_second: float = 20.0
+    ws_message_burst: int = 100
+    ws_queue_events: int = 1000
+    # Operations: how long a stopping server lets in-flight work finish; log format;
+    # a bearer token /metrics asks for (empty: open, for a private scrape network).
+    shutdown_grace_seconds: float = 30.0
+    log_format: str = "text"
+    log_level: str = "INFO"
+    metrics_token: str = ""
+    # Persisted (trusted) documents: a folder of .graphql files, and whether
+    # non-staff clients may only run those (production mobile apps).
+    documents_dir: str = ""
+    trusted_documents_only: bool = False
     trust_proxy_headers: bool = False
     # permessage-deflate costs a zlib context per socket and CPU per message;
     # our messages are small JSON, so it is off unless asked for.
@@ -133,6 +152,8 @@ class Settings:
         """Refuse to run production on development or missing secrets."""
         if self.env not in {"development", "production", "test"}:
             raise ConfigError("COMMUNITY_ENV must be development, production or test")
+        if self.log_format not in {"text", "json"}:
+            raise ConfigError("LOG_FORMAT must be text or json")
         if self.inactivity_warn_days >= self.inactivity_end_days:
             raise ConfigError("INACTIVITY_WARN_DAYS must be less than INACTIVITY_END_DAYS")
         if not self.production:
@@ -289,6 +310,26 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         max_body_bytes=integer("MAX_BODY_BYTES", Settings.max_body_bytes),
         trust_proxy_headers=_bool(get("TRUST_PROXY_HEADERS", "false")),
         ws_compression=_bool(get("WS_COMPRESSION", "false")),
+        max_query_cost=integer("MAX_QUERY_COST", Settings.max_query_cost),
+        ws_init_timeout_seconds=float(
+            get("WS_INIT_TIMEOUT_SECONDS", str(Settings.ws_init_timeout_seconds))
+        ),
+        ws_max_subscriptions=integer("WS_MAX_SUBSCRIPTIONS", Settings.ws_max_subscriptions),
+        ws_messages_per_second=float(
+            get("WS_MESSAGES_PER_SECOND", str(Settings.ws_messages_per_second))
+        ),
+        ws_message_burst=integer("WS_MESSAGE_BURST", Settings.ws_message_burst),
+        ws_queue_events=integer("WS_QUEUE_EVENTS", Settings.ws_queue_events),
+        shutdown_grace_seconds=float(
+            get("SHUTDOWN_GRACE_SECONDS", str(Settings.shutdown_grace_seconds))
+        ),
+        log_format=get(
+            "LOG_FORMAT", "json" if get("COMMUNITY_ENV", "development") == "production" else "text"
+        ).lower(),
+        log_level=get("LOG_LEVEL", Settings.log_level).upper(),
+        metrics_token=get("METRICS_TOKEN", ""),
+        documents_dir=get("DOCUMENTS_DIR", ""),
+        trusted_documents_only=_bool(get("TRUSTED_DOCUMENTS_ONLY", "false")),
         allowed_origins=origins,
     )
     settings.validate()

@@ -56,11 +56,34 @@ RESERVED_EXACT = frozenset(
 )
 
 
+# Cyrillic and Greek letters that look like Latin ones (lower case, after casefold):
+# a name written wholly in them would pass for a Latin name, so the key maps them.
+LOOKALIKES = str.maketrans(
+    {
+        "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o",
+        "р": "p", "с": "c", "т": "t", "у": "y", "х": "x", "і": "i", "ј": "j", "ѕ": "s",
+        "ԁ": "d", "ո": "n", "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k",
+        "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ζ": "z",
+    }
+)  # fmt: skip
+# Scripts that one name may mix (Japanese writes kanji, hiragana and katakana together).
+SCRIPT_FAMILY = {"CJK": "JAPANESE", "HIRAGANA": "JAPANESE", "KATAKANA": "JAPANESE"}
+
+
+def script_of(char: str) -> str | None:
+    """The script of a letter (from its Unicode name), None for digits and separators."""
+    if not char.isalpha():
+        return None
+    name = unicodedata.name(char, "")
+    first = name.split(" ")[0] if name else "UNKNOWN"
+    return SCRIPT_FAMILY.get(first, first)
+
+
 def name_key(name: str) -> str:
-    """Case-insensitive, accent- and separator-insensitive key of a name."""
+    """Case-, accent-, separator- and look-alike-insensitive key of a name."""
     folded = unicodedata.normalize("NFKD", name.casefold())
     stripped = "".join(c for c in folded if not unicodedata.combining(c))
-    return re.sub(r"[\s._\-]+", "", stripped)
+    return re.sub(r"[\s._\-]+", "", stripped).translate(LOOKALIKES)
 
 
 def check_email(email: str, field: str = "email") -> str:
@@ -122,6 +145,9 @@ def check_display_name(display_name: str, field: str = "displayName") -> tuple[s
     if not DISPLAY_RE.match(name) or "  " in name:
         raise UserError(Code.NAME_INVALID_CHARACTERS, field=field)
     if any(unicodedata.category(c) in {"Cf", "Cc", "Co", "Cs"} for c in name):
+        raise UserError(Code.NAME_INVALID_CHARACTERS, field=field)
+    if len({script for c in name if (script := script_of(c)) is not None}) > 1:
+        # "Маtti" (a Cyrillic М) would pass for "Matti": one script per name.
         raise UserError(Code.NAME_INVALID_CHARACTERS, field=field)
     key = name_key(name)
     if len(key) < NAME_MIN:

@@ -242,6 +242,14 @@ def _write_file(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
+async def outbox_counts() -> dict[str, int]:
+    """Messages not yet delivered, by state (for the metrics): two small counts."""
+    return {
+        "pending": await OutboxMessage.filter(status="pending").count(),
+        "failed": await OutboxMessage.filter(status="failed").count(),
+    }
+
+
 async def outbox_status(failed_limit: int = 50) -> tuple[dict[str, int], list[OutboxMessage]]:
     """Counts by status, and the newest failed messages (for admins: no address, no body)."""
     counts = dict.fromkeys(("pending", "sending", "sent", "failed"), 0)

@@ -16,6 +16,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from config import Settings
+from ops import metrics
 from schema.context import Info
 from schema.discussions import (
     Area,
@@ -27,7 +28,13 @@ from schema.discussions import (
 )
 from schema.http import WebsocketSessionCheck
 from schema.lifecycle import LifecycleMutation, LifecycleQuery
-from schema.limits import build_extensions, should_mask
+from schema.limits import (
+    OperationTracker,
+    build_extensions,
+    error_code_of,
+    is_unavailable,
+    should_mask,
+)
 from schema.members import Member, MembersMutation, MembersQuery, Session
 from schema.moderation import ModerationMutation, ModerationQuery
 from schema.moderation_actions import (
@@ -108,8 +115,16 @@ class CommunitySchema(strawberry.Schema):
         # Expected errors (validation, permissions) are answers, not incidents:
         # log only the unexpected ones, with their traceback, never their variables.
         for error in errors:
+            metrics.GRAPHQL_ERRORS.labels(error_code_of(error)).inc()
             if should_mask(error) and error.original_error is not None:
                 original = error.original_error
+                if is_unavailable(original):
+                    log.warning(
+                        "database or network unavailable in %s (%s)",
+                        ".".join(str(p) for p in error.path or []) or "operation",
+                        type(original).__name__,
+                    )
+                    continue
                 log.error(
                     "unexpected error in %s",
                     ".".join(str(p) for p in error.path or []) or "operation",
@@ -126,7 +141,9 @@ def create_schema(settings: Settings | None = None) -> CommunitySchema:
             max_depth=settings.max_query_depth,
             max_aliases=settings.max_aliases,
             max_tokens=settings.max_tokens,
+            max_cost=settings.max_query_cost,
         ),
+        OperationTracker,
     ]
     return CommunitySchema(
         query=Query,

@@ -7,6 +7,8 @@ token comes in the ``connection_init`` payload (``{"authorization": "Bearer
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,18 +16,28 @@ from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketState
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import SchemaExtension
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.types import HTTPMethod
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.unset import UNSET
 
+from config import Settings
+from ops import metrics
+from ops.shutdown import DRAIN, GOING_AWAY, GOING_AWAY_REASON
 from resolvers.sessions import access_session, reload_session
 from schema.context import Context, language_from_header
+from schema.documents import DocumentStore, requested_document_id
 from subscriptions.connections import CONNECTIONS
+from subscriptions.guard import CURRENT_SOCKET, SocketGuard
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
@@ -58,18 +70,244 @@ def prefers_graphql_response(accept: str | None) -> bool:
     return graphql[0] > 0 and graphql > json
 
 
+class RequestError(HTTPException):
+    """A request the endpoint cannot run: a status, a machine code, a message."""
+
+    def __init__(self, status_code: int, code: str, reason: str) -> None:
+        super().__init__(status_code, reason)
+        self.code = code
+
+
+_STATUS_CODES = {405: "METHOD_NOT_ALLOWED", 404: "NOT_FOUND", 415: "UNSUPPORTED_MEDIA_TYPE"}
+
+
+def error_code(exc: HTTPException) -> str:
+    code = getattr(exc, "code", None)
+    if isinstance(code, str):
+        return code
+    if exc.reason == "Batching is not enabled":
+        return "BATCHING_NOT_SUPPORTED"
+    return _STATUS_CODES.get(exc.status_code, "BAD_REQUEST")
+
+
+class TokenBucket:
+    """``burst`` messages at once, refilled at ``rate`` per second."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def _closed(adapter: Any) -> bool:
+    socket = getattr(adapter, "ws", None)
+    return socket is not None and socket.application_state == WebSocketState.DISCONNECTED
+
+
+class _Limits:
+    """What both websocket protocols share: message rate, operation count, documents."""
+
+    view: Any  # the CommunityGraphQL view (typed in the protocol base classes)
+    websocket: Any
+    bucket: TokenBucket | None = None
+    closing = False
+
+    def _bucket(self) -> TokenBucket:
+        if self.bucket is None:
+            settings = self.view.settings
+            self.bucket = TokenBucket(settings.ws_messages_per_second, settings.ws_message_burst)
+        return self.bucket
+
+    async def _refuse(self, code: int, reason: str) -> None:
+        self.closing = True
+        metrics.WEBSOCKET_CLOSES.labels(str(code)).inc()
+        await self.websocket.close(code=code, reason=reason)
+
+    async def _admit(self, message: Any, starts: str, running: int) -> str | None:
+        """None to go on; else the message was answered (socket closed or error sent)."""
+        if self.closing:
+            return "closing"
+        if not self._bucket().take():
+            await self._refuse(4429, "Too many messages")
+            return "flood"
+        if not isinstance(message, dict) or message.get("type") != starts:
+            return None
+        if DRAIN.draining:
+            await self._refuse(GOING_AWAY, GOING_AWAY_REASON)
+            return "draining"
+        if running >= self.view.settings.ws_max_subscriptions:
+            await self._refuse(4429, "Too many subscriptions")
+            return "too many"
+        payload = message.get("payload")
+        if isinstance(payload, dict):
+            socket = getattr(self.websocket, "ws", self.websocket)
+            problem = self.view.resolve_document(payload, self.view.is_staff(socket))
+            if problem is not None:
+                await self._send_error(message.get("id"), problem)
+                return "refused"
+        return None
+
+    async def _send_error(self, op_id: Any, problem: RequestError) -> None:
+        raise NotImplementedError
+
+
+class TransportWSHandler(_Limits, BaseGraphQLTransportWSHandler[Context, None]):
+    async def handle_message(self, message: Any) -> None:
+        if await self._admit(message, "subscribe", len(self.operations)) is None:
+            await super().handle_message(message)
+
+    async def _send_error(self, op_id: Any, problem: RequestError) -> None:
+        metrics.GRAPHQL_ERRORS.labels(problem.code).inc()
+        await self.send_message(
+            {
+                "id": str(op_id),
+                "type": "error",
+                "payload": [{"message": problem.reason, "extensions": {"code": problem.code}}],
+            }
+        )
+
+    async def run_operation(self, operation: Any) -> None:
+        metrics.SUBSCRIPTIONS_ACTIVE.inc()
+        try:
+            await super().run_operation(operation)
+        finally:
+            metrics.SUBSCRIPTIONS_ACTIVE.dec()
+
+    async def send_message(self, message: Any) -> None:
+        if _closed(self.websocket):
+            return  # closed by us (limits, shutdown, slow consumer): nothing more to send
+        if message.get("type") == "next":
+            metrics.EVENTS_DELIVERED.inc()
+        await super().send_message(message)
+
+
+class LegacyWSHandler(_Limits, BaseGraphQLWSHandler[Context, None]):
+    async def handle_message(self, message: Any) -> None:
+        if await self._admit(message, "start", len(self.tasks)) is None:
+            await super().handle_message(message)
+
+    async def _send_error(self, op_id: Any, problem: RequestError) -> None:
+        metrics.GRAPHQL_ERRORS.labels(problem.code).inc()
+        await self.send_message(
+            {
+                "type": "error",
+                "id": str(op_id),
+                "payload": {"message": problem.reason, "extensions": {"code": problem.code}},
+            }
+        )
+
+    async def handle_async_results(self, *args: Any, **kwargs: Any) -> None:
+        metrics.SUBSCRIPTIONS_ACTIVE.inc()
+        try:
+            await super().handle_async_results(*args, **kwargs)
+        finally:
+            metrics.SUBSCRIPTIONS_ACTIVE.dec()
+
+    async def send_message(self, message: Any) -> None:
+        if _closed(self.websocket):
+            return
+        if message.get("type") == "data":
+            metrics.EVENTS_DELIVERED.inc()
+        await super().send_message(message)
+
+
+STAFF_ROLES = frozenset({"moderator", "researcher", "admin"})
+
+
 class CommunityGraphQL(GraphQL[Context, None]):
-    """Strawberry's ASGI view with our context, websocket auth and media types."""
+    """Strawberry's ASGI view with our context, websocket auth and limits, and media types."""
+
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
+
+    def __init__(self, schema: Any, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(schema, **kwargs)
+        self.settings = settings
+        self.documents = DocumentStore(settings.documents_dir or None)
+
+    @staticmethod
+    def is_staff(request: Any) -> bool:
+        return bool(getattr(request.state, "staff", False))
+
+    def resolve_document(self, data: dict[str, Any], staff: bool) -> RequestError | None:
+        """Put a persisted document's text in ``data["query"]``; refuse text if trusted-only."""
+        key = requested_document_id(data)
+        if key is not None:
+            text = self.documents.get(key)
+            if text is None:
+                return RequestError(
+                    400, "PERSISTED_DOCUMENT_NOT_FOUND", "No registered document has this id."
+                )
+            data["query"] = text
+            return None
+        if self.settings.trusted_documents_only and not staff and data.get("query") is not None:
+            return RequestError(
+                400,
+                "PERSISTED_DOCUMENT_REQUIRED",
+                "This server runs registered documents only: send a documentId.",
+            )
+        return None
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
         session = await access_session(bearer(request.headers.get("authorization")))
+        request.state.staff = session is not None and str(session.member.role) in STAFF_ROLES
         return Context(
             request=request,
             response=response,
             session=session,
             header_language=language_from_header(request.headers.get("accept-language")),
+        )
+
+    async def parse_http_body(self, request: Any) -> GraphQLRequestData:  # type: ignore[override]
+        """The request's operation, or a typed request error (never a 500)."""
+        method: HTTPMethod = request.method
+        if method == "GET":
+            data: Any = self.parse_query_params(request.query_params)
+        else:
+            content_type = (request.content_type or "").split(";")[0].strip().lower()
+            if content_type != "application/json":
+                raise RequestError(
+                    415, "UNSUPPORTED_MEDIA_TYPE", "Send the operation as application/json."
+                )
+            try:
+                data = json.loads(await request.get_body())
+            except (ValueError, RecursionError) as exc:
+                raise RequestError(
+                    400, "BAD_REQUEST", "Unable to parse request body as JSON"
+                ) from exc
+        if isinstance(data, list):
+            raise RequestError(
+                400, "BATCHING_NOT_SUPPORTED", "Send one operation per request (no batches)."
+            )
+        if not isinstance(data, dict):
+            raise RequestError(400, "BAD_REQUEST", "The body must be a JSON object.")
+        problem = self.resolve_document(data, self.is_staff(request._request))
+        if problem is not None:
+            raise problem
+        query, variables = data.get("query"), data.get("variables")
+        operation_name, extensions = data.get("operationName"), data.get("extensions")
+        if not isinstance(query, str | None):
+            raise RequestError(400, "BAD_REQUEST", "`query` must be a string.")
+        if not isinstance(variables, dict | None):
+            raise RequestError(400, "BAD_REQUEST", "`variables` must be an object.")
+        if not isinstance(operation_name, str | None):
+            raise RequestError(400, "BAD_REQUEST", "`operationName` must be a string.")
+        if not isinstance(extensions, dict | None):
+            raise RequestError(400, "BAD_REQUEST", "`extensions` must be an object.")
+        return GraphQLRequestData(
+            query=query, variables=variables, operation_name=operation_name, extensions=extensions
         )
 
     async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
@@ -87,6 +325,7 @@ class CommunityGraphQL(GraphQL[Context, None]):
             return None
         member_id: int = context.session.member_id  # type: ignore[attr-defined]
         if isinstance(context.request, WebSocket):
+            context.request.state.staff = str(context.session.member.role) in STAFF_ROLES
             # A ban or a lock closes this socket at once (subscriptions.connections).
             CONNECTIONS.add(member_id, context.request)
             context.request.state.registered_member = member_id
@@ -107,30 +346,49 @@ class CommunityGraphQL(GraphQL[Context, None]):
         self, request: Request | WebSocket, context: Any = UNSET, root_value: Any = UNSET
     ) -> Any:
         if self.is_websocket_request(request):
-            try:
-                return await super().run(request, context, root_value)
-            finally:
-                member_id = getattr(request.state, "registered_member", None)
-                if member_id is not None:
-                    CONNECTIONS.discard(member_id, request)
-        if not prefers_graphql_response(request.headers.get("accept")):
-            return await super().run(request, context, root_value)
+            return await self._run_websocket(request, context, root_value)
+        graphql_response = prefers_graphql_response(request.headers.get("accept"))
         try:
             response = await super().run(request, context, root_value)
         except HTTPException as exc:
+            code = error_code(exc)
+            metrics.GRAPHQL_ERRORS.labels(code).inc()
             return JSONResponse(
-                {"errors": [{"message": exc.reason}]},
+                {"errors": [{"message": exc.reason, "extensions": {"code": code}}]},
                 status_code=exc.status_code,
-                media_type=GRAPHQL_RESPONSE,
+                media_type=GRAPHQL_RESPONSE if graphql_response else "application/json",
             )
         if (
-            isinstance(response, Response)
+            graphql_response
+            and isinstance(response, Response)
             and response.headers.get("content-type") == "application/json"
         ):
             response.headers["content-type"] = GRAPHQL_RESPONSE + "; charset=utf-8"
             if getattr(request.state, "graphql_request_error", False):
                 response.status_code = 400
         return response
+
+    async def _run_websocket(self, websocket: Any, context: Any, root_value: Any) -> Any:
+        if DRAIN.draining:
+            await websocket.close(code=GOING_AWAY, reason=GOING_AWAY_REASON)
+            return None
+        guard = SocketGuard(
+            websocket,
+            self.settings.ws_queue_events,
+            getattr(websocket.state, "transport_abort", None),
+        )
+        token = CURRENT_SOCKET.set(guard)
+        DRAIN.sockets.add(websocket)
+        metrics.WEBSOCKETS_OPEN.inc()
+        try:
+            return await super().run(websocket, context, root_value)
+        finally:
+            metrics.WEBSOCKETS_OPEN.dec()
+            DRAIN.sockets.discard(websocket)
+            CURRENT_SOCKET.reset(token)
+            member_id = getattr(websocket.state, "registered_member", None)
+            if member_id is not None:
+                CONNECTIONS.discard(member_id, websocket)
 
 
 class WebsocketSessionCheck(SchemaExtension):

@@ -41,6 +41,9 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from ops import metrics
+from subscriptions.guard import new_inbox
+
 log = logging.getLogger("community.bus")
 
 _ERRORS = (RedisError, OSError)
@@ -319,16 +322,20 @@ class Bus:
         """Publish; never raises. False when the bus could not take the event."""
         try:
             await self.broadcast.publish(self.prefix + channel, json.dumps(payload))
+            metrics.EVENTS_PUBLISHED.inc()
             return True
         except (RedisError, OSError) as exc:
             self.publish_failures += 1
+            metrics.PUBLISH_FAILURES.inc()
             log.warning("bus publish failed (%s); subscribers will replay", type(exc).__name__)
             return False
 
     @asynccontextmanager
     async def subscribe(self, *channels: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
         """A queue of payloads from all ``channels``, registered before this returns."""
-        merged: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        # Under a websocket's guard the queue is bounded: a subscriber that
+        # falls too far behind has its socket closed (subscriptions.guard).
+        merged: asyncio.Queue[dict[str, Any]] = new_inbox()
         async with _Merged(self.broadcast, [self.prefix + c for c in channels], merged):
             yield merged
 
@@ -367,7 +374,7 @@ class _Merged:
             if event is None:
                 return
             try:
-                await self.out.put(json.loads(event.message))
+                self.out.put_nowait(json.loads(event.message))
             except ValueError:
                 log.warning("bus dropped a malformed event")
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from models.discussions import Post, Reaction, Thread, ThreadEvent
 from subscriptions.bus import Bus
+from subscriptions.guard import CURRENT_SOCKET
 from subscriptions.notifications import member_channel
 from subscriptions.threads import thread_channel
 
@@ -89,6 +90,9 @@ class ThreadFeed:
         self.ready = asyncio.Event()
 
     async def run(self, ready: asyncio.Event) -> None:
+        # This task serves every subscriber of the thread: not the guard of
+        # the socket whose subscription happened to start it.
+        CURRENT_SOCKET.set(None)
         async with self.bus.subscribe(thread_channel(self.thread_id)) as wake:
             ready.set()
             # Whatever was committed while the subscription was being confirmed.

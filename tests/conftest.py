@@ -132,16 +132,21 @@ def make_settings(tmp: Path, smtp_port: int, run_id: str) -> Settings:
     )
 
 
-async def start_server(settings: Settings) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
+async def start_server(
+    settings: Settings, attach: bool = False
+) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
+    """Serve the app in this process; ``attach=True`` for a second server (other limits)
+    on the databases and bus the session's server has open."""
     from app import create_app
 
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, attach=attach),
         host="127.0.0.1",
         port=port,
         lifespan="on",
         ws="websockets-sansio",
+        ws_max_size=settings.max_body_bytes,
         log_level="warning",
     )
     server = uvicorn.Server(config)
