@@ -871,7 +871,8 @@ async def test_refused_texts_leave_no_rows(server: Server) -> None:
     before = await row_counts()
 
     key = ckey()
-    for body in ("", "   \n\t  ", "\u200b\u0000\u202e"):
+    # (NUL and bidi controls never get this far: INVALID_TEXT, see test_abuse.)
+    for body in ("", "   \n\t  ", "\u200b\u2060\ufeff"):
         result = await add_post(server, anna, thread_id, body, client_key=key)
         assert result["__typename"] == "InputError", result
         assert (result["code"], result["field"]) == ("TEXT_EMPTY", "body")
