@@ -7,7 +7,9 @@ token comes in the ``connection_init`` payload (``{"authorization": "Bearer
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -36,10 +38,12 @@ from ops.shutdown import DRAIN, GOING_AWAY, GOING_AWAY_REASON
 from resolvers.sessions import access_session, reload_session
 from schema.context import Context, language_from_header
 from schema.documents import DocumentStore, requested_document_id
+from schema.limits import UNAVAILABLE_MESSAGE, is_unavailable
 from subscriptions.connections import CONNECTIONS
 from subscriptions.guard import CURRENT_SOCKET, SocketGuard
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
+log = logging.getLogger("community.http")
 
 
 def bearer(value: Any) -> str | None:
@@ -350,12 +354,25 @@ class CommunityGraphQL(GraphQL[Context, None]):
         graphql_response = prefers_graphql_response(request.headers.get("accept"))
         try:
             response = await super().run(request, context, root_value)
-        except HTTPException as exc:
-            code = error_code(exc)
-            metrics.GRAPHQL_ERRORS.labels(code).inc()
+        except Exception as exc:
+            if isinstance(exc, HTTPException):
+                return self._request_error(exc, graphql_response)
+            if not is_unavailable(exc):
+                raise
+            # The database went away before execution (the session look-up).
+            log.warning("database or network unavailable before execution (%s)", type(exc).__name__)
+            metrics.GRAPHQL_ERRORS.labels("SERVICE_UNAVAILABLE").inc()
             return JSONResponse(
-                {"errors": [{"message": exc.reason, "extensions": {"code": code}}]},
-                status_code=exc.status_code,
+                {
+                    "data": None,
+                    "errors": [
+                        {
+                            "message": UNAVAILABLE_MESSAGE,
+                            "extensions": {"code": "SERVICE_UNAVAILABLE"},
+                        }
+                    ],
+                },
+                status_code=503 if graphql_response else 200,
                 media_type=GRAPHQL_RESPONSE if graphql_response else "application/json",
             )
         if (
@@ -367,6 +384,16 @@ class CommunityGraphQL(GraphQL[Context, None]):
             if getattr(request.state, "graphql_request_error", False):
                 response.status_code = 400
         return response
+
+    @staticmethod
+    def _request_error(exc: HTTPException, graphql_response: bool) -> Response:
+        code = error_code(exc)
+        metrics.GRAPHQL_ERRORS.labels(code).inc()
+        return JSONResponse(
+            {"errors": [{"message": exc.reason, "extensions": {"code": code}}]},
+            status_code=exc.status_code,
+            media_type=GRAPHQL_RESPONSE if graphql_response else "application/json",
+        )
 
     async def _run_websocket(self, websocket: Any, context: Any, root_value: Any) -> Any:
         if DRAIN.draining:
@@ -382,6 +409,13 @@ class CommunityGraphQL(GraphQL[Context, None]):
         metrics.WEBSOCKETS_OPEN.inc()
         try:
             return await super().run(websocket, context, root_value)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            log.warning("database or network unavailable for a websocket (%s)", type(exc).__name__)
+            with contextlib.suppress(Exception):  # the client may be gone already
+                await websocket.close(code=1013, reason="Service unavailable, try again later")
+            return None
         finally:
             metrics.WEBSOCKETS_OPEN.dec()
             DRAIN.sockets.discard(websocket)

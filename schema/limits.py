@@ -52,6 +52,7 @@ from ops.shutdown import DRAIN
 log = logging.getLogger("community.graphql")
 
 
+UNAVAILABLE_MESSAGE = "The service is temporarily unavailable; please try again shortly."
 _UNAVAILABLE = frozenset(
     {
         "AdminShutdownError",
@@ -62,6 +63,7 @@ _UNAVAILABLE = frozenset(
         "CrashShutdownError",
         "DBConnectionError",
         "InterfaceError",
+        "InternalClientError",
         "PostgresConnectionError",
         "TooManyConnectionsError",
     }
@@ -95,11 +97,7 @@ class CommunityMaskErrors(MaskErrors):
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         unavailable = is_unavailable(error.original_error)
         return GraphQLError(
-            message=(
-                "The service is temporarily unavailable; please try again shortly."
-                if unavailable
-                else self.error_message
-            ),
+            message=UNAVAILABLE_MESSAGE if unavailable else self.error_message,
             nodes=error.nodes,
             source=error.source,
             positions=error.positions,
