@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from cross_web import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
@@ -357,6 +357,9 @@ class CommunityGraphQL(GraphQL[Context, None]):
         except Exception as exc:
             if isinstance(exc, HTTPException):
                 return self._request_error(exc, graphql_response)
+            if isinstance(exc, ClientDisconnect):
+                # The client left while sending its body: no one to answer.
+                return Response(status_code=400)
             if not is_unavailable(exc):
                 raise
             # The database went away before execution (the session look-up).

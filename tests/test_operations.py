@@ -376,3 +376,23 @@ async def test_sigterm_closes_websockets_with_1001_and_finishes_writes(
     assert lines and all("request_id" in line for line in lines)
     assert any("closed 1 websockets" in line["message"] for line in lines), lines
     assert not [line for line in lines if line["level"] == "ERROR"], lines
+
+
+async def test_a_client_leaving_mid_body_is_not_an_error(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = int(server.url.rsplit(":", 1)[1])
+    caplog.set_level(logging.INFO)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 100\r\n\r\n{"query":'
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.close()
+    await writer.wait_closed()
+    await asyncio.sleep(0.3)
+    assert (await server.http.get("/healthz")).status_code == 200
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
