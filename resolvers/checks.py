@@ -66,6 +66,8 @@ LOOKALIKES = str.maketrans(
         "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ζ": "z",
     }
 )  # fmt: skip
+# Letters that render as nothing (Hangul fillers) or as a blank.
+INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u17b4\u17b5")
 # Scripts that one name may mix (Japanese writes kanji, hiragana and katakana together).
 SCRIPT_FAMILY = {"CJK": "JAPANESE", "HIRAGANA": "JAPANESE", "KATAKANA": "JAPANESE"}
 
@@ -81,7 +83,9 @@ def script_of(char: str) -> str | None:
 
 def name_key(name: str) -> str:
     """Case-, accent-, separator- and look-alike-insensitive key of a name."""
-    folded = unicodedata.normalize("NFKD", name.casefold())
+    # NFKD first: styled letters (mathematical bold, fullwidth) become plain ones
+    # before case folding, then again after it (folding can compose).
+    folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", name).casefold())
     stripped = "".join(c for c in folded if not unicodedata.combining(c))
     return re.sub(r"[\s._\-]+", "", stripped).translate(LOOKALIKES)
 
@@ -145,6 +149,8 @@ def check_display_name(display_name: str, field: str = "displayName") -> tuple[s
     if not DISPLAY_RE.match(name) or "  " in name:
         raise UserError(Code.NAME_INVALID_CHARACTERS, field=field)
     if any(unicodedata.category(c) in {"Cf", "Cc", "Co", "Cs"} for c in name):
+        raise UserError(Code.NAME_INVALID_CHARACTERS, field=field)
+    if any(c in INVISIBLE_LETTERS for c in name):
         raise UserError(Code.NAME_INVALID_CHARACTERS, field=field)
     if len({script for c in name if (script := script_of(c)) is not None}) > 1:
         # "Маtti" (a Cyrillic М) would pass for "Matti": one script per name.

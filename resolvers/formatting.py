@@ -25,11 +25,16 @@ _ITALIC = re.compile(r"(?<![\w&])_(?=\S)(.+?)(?<=\S)_(?!\w)")
 _LINK = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)\]]")
 
 
+# Format characters that carry meaning in real text: joiners (emoji sequences,
+# Indic and Persian scripts) and the left-to-right / right-to-left marks.
+_KEEP = frozenset("\n\t\u200c\u200d\u200e\u200f")
+
+
 def clean_text(text: str, max_length: int, field: str = "body") -> str:
     """NFC-normalised text without invisible controls; empty or too long is refused."""
     text = unicodedata.normalize("NFC", text)
     cleaned = "".join(
-        c for c in text if c in "\n\t" or unicodedata.category(c) not in _DROP
+        c for c in text if c in _KEEP or unicodedata.category(c) not in _DROP
     ).replace("\r", "")
     cleaned = "\n".join(line.rstrip() for line in cleaned.strip().split("\n"))
     cleaned = re.sub(r"\n{3,}", "\n\n", cleaned)

@@ -144,7 +144,10 @@ class _Limits:
         if not self._bucket().take():
             await self._refuse(4429, "Too many messages")
             return "flood"
-        if not isinstance(message, dict) or message.get("type") != starts:
+        if not isinstance(message, dict):
+            await self._refuse(4400, "Messages must be JSON objects")
+            return "invalid"
+        if message.get("type") != starts:
             return None
         if DRAIN.draining:
             await self._refuse(GOING_AWAY, GOING_AWAY_REASON)
