@@ -18,7 +18,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ops import metrics
-from ops.logs import REQUEST_ID
+from ops.logs import REQUEST_ID, redact
 from subscriptions.guard import transport_abort
 
 ROUTES = frozenset({"/graphql", "/healthz", "/readyz", "/metrics"})
@@ -29,7 +29,7 @@ def request_id_from(scope: Scope) -> str:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
             candidate = str(value.decode("latin-1"))
-            if _SAFE_ID.match(candidate):
+            if _SAFE_ID.match(candidate) and redact(candidate) == candidate:
                 return candidate
             break
     return uuid.uuid4().hex

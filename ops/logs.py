@@ -26,6 +26,10 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _HETU = re.compile(r"(?<![0-9A-Za-z])\d{6}[-+A-FU-Ya-fu-y]\d{3}[0-9A-Za-z](?![0-9A-Za-z])")
 
 
+# Libraries whose DEBUG output quotes what clients sent (SQL parameters, frames).
+QUIET_DEBUG = ("tortoise.db_client", "aiosqlite", "asyncpg", "uvicorn.protocols", "websockets")
+
+
 def redact(text: str) -> str:
     return _HETU.sub("[id-code]", _EMAIL.sub("[email]", text))
 
@@ -68,6 +72,9 @@ def configure(log_format: str, level: str) -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
+    for name in QUIET_DEBUG:
+        # Their DEBUG lines quote SQL parameters and client frames: never written.
+        logging.getLogger(name).setLevel(max(logging.getLevelName(level), logging.INFO))
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers.clear()

@@ -127,6 +127,16 @@ def _check_length(name: str, field: str) -> None:
         raise UserError(Code.NAME_TOO_LONG, field=field, max=NAME_MAX)
 
 
+def _check_no_personal_data(name: str, field: str) -> None:
+    """A name shown to others (or typed to sign in) must not be an address or identity code."""
+    from resolvers.errors import PERSONAL_DATA_CODES
+    from resolvers.postchecks import find_personal_data
+
+    kind = find_personal_data(name)
+    if kind is not None:
+        raise UserError(PERSONAL_DATA_CODES[kind], field=field)
+
+
 def _check_reserved(key: str, field: str) -> None:
     if key in RESERVED_EXACT or any(word in key for word in RESERVED_ANYWHERE):
         raise UserError(Code.NAME_RESERVED, field=field)
@@ -137,6 +147,7 @@ def check_login_name(login_name: str, field: str = "loginName") -> tuple[str, st
     _check_length(login_name, field)
     if not LOGIN_RE.match(login_name.lower()):
         raise UserError(Code.NAME_INVALID_CHARACTERS, field=field)
+    _check_no_personal_data(login_name, field)
     key = name_key(login_name)
     _check_reserved(key, field)
     return login_name, login_name.lower()
@@ -155,6 +166,7 @@ def check_display_name(display_name: str, field: str = "displayName") -> tuple[s
     if len({script for c in name if (script := script_of(c)) is not None}) > 1:
         # "Маtti" (a Cyrillic М) would pass for "Matti": one script per name.
         raise UserError(Code.NAME_INVALID_CHARACTERS, field=field)
+    _check_no_personal_data(name, field)
     key = name_key(name)
     if len(key) < NAME_MIN:
         raise UserError(Code.NAME_TOO_SHORT, field=field, min=NAME_MIN)

@@ -47,6 +47,7 @@ from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRul
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from ops import metrics
+from ops.logs import redact
 from ops.shutdown import DRAIN
 
 log = logging.getLogger("community.graphql")
@@ -92,7 +93,20 @@ def error_code_of(error: GraphQLError) -> str:
 
 
 class CommunityMaskErrors(MaskErrors):
-    """Unexpected errors are masked, with a code; an unreachable database says so."""
+    """Unexpected errors are masked, with a code; an unreachable database says so.
+
+    graphql-core quotes a rejected value in its coercion messages ("Value
+    cannot represent a Date: ..."): anything shaped like an email address or
+    an identity code is cut out of every error message before it is answered.
+    """
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        processed = super()._process_errors(errors)
+        for error in processed:
+            cleaned = redact(error.message)
+            if cleaned != error.message:
+                error.message = cleaned
+        return processed
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         unavailable = is_unavailable(error.original_error)

@@ -30,6 +30,9 @@ from resolvers import clock
 from tests import dbtools
 from tests.smtp import SmtpServer
 
+# Every log record of the run is scanned for email addresses and identity codes.
+pytest_plugins = ["tests.logcheck"]
+
 BACKEND = os.environ.get("COMMUNITY_TEST_DB", "sqlite")
 PG_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
