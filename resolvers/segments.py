@@ -147,6 +147,9 @@ async def do_set_attributes(member: Member, pairs: list[tuple[str, list[str]]]) 
         raise UserError(Code.ANSWER_INVALID, field="values")  # a key given twice
     if BIRTH_PERIOD_KEY in values:
         raise UserError(Code.ANSWER_INVALID, field=BIRTH_PERIOD_KEY)  # derived, not editable
+    for key in values:
+        if not KEY_RE.match(key):
+            raise UserError(Code.NOT_FOUND, field="values")  # no attribute has such a key
     attributes = {a.key: a for a in await ResearchAttribute.filter(key__in=list(values))}
     rows: list[AttributeValue] = []
     for key, raw in values.items():
@@ -286,7 +289,7 @@ def check_rule(rule: dict[str, Any], depth: int = 0, counter: list[int] | None =
         ):
             raise UserError(Code.SEGMENT_INVALID, field="rule")
     elif op == "active_within_days":
-        if not isinstance(leaf.get("days"), int) or leaf["days"] < 0:
+        if not isinstance(leaf.get("days"), int) or not 0 <= leaf["days"] <= 36500:
             raise UserError(Code.SEGMENT_INVALID, field="rule")
     elif leaf.get("study_id") is None:
         raise UserError(Code.SEGMENT_INVALID, field="rule")

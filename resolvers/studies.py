@@ -52,6 +52,8 @@ from subscriptions.bus import get_bus
 from subscriptions.notifications import EVERYONE_CHANNEL, member_channel
 
 log = logging.getLogger("community.studies")
+# Day counts (fatigue, reminders, prize claims) are bounded: ten years at most.
+MAX_DAYS = 3650
 
 LANGS = ("fi", "sv", "en")
 TEXT_MAX = 5000
@@ -148,8 +150,10 @@ async def _check_study(data: StudyData) -> dict[str, Any]:
         (data.reminder_days, "reminderDays"),
         (data.max_reminders, "maxReminders"),
     ):
-        if value is not None and value < 0:
-            raise UserError(Code.STUDY_INVALID, field=name, reason=f"{name} must not be negative")
+        if value is not None and not 0 <= value <= MAX_DAYS:
+            raise UserError(
+                Code.STUDY_INVALID, field=name, reason=f"{name} must be 0 to {MAX_DAYS}"
+            )
     return {
         "everyone": data.everyone,
         "groups": sorted(set(data.group_ids)),
@@ -884,8 +888,10 @@ async def do_draw_prizes(
     as the new draw, so a refused redraw leaves them as they were.
     """
     study = await access_study(researcher, study_id)
-    if prizes < 1 or claim_days < 1:
-        raise UserError(Code.STUDY_INVALID, field="prizes", reason="at least one prize and day")
+    if prizes < 1 or not 1 <= claim_days <= MAX_DAYS:
+        raise UserError(
+            Code.STUDY_INVALID, field="prizes", reason=f"at least one prize, 1 to {MAX_DAYS} days"
+        )
     completers = sorted(
         await ids(
             Invitation.filter(

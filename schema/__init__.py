@@ -7,6 +7,7 @@ its :class:`resolvers.errors.UserError` to typed error results.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 import strawberry
@@ -51,6 +52,7 @@ from schema.notifications import (
 from schema.privacy import AuditEntry, PrivacyMutation, PrivacyQuery
 from schema.research import ResearchMutation, ResearchQuery
 from schema.rules import RulesMutation, RulesQuery, RulesVersion
+from schema.scalars import AWARE_DATETIME
 from schema.sharing import SharedEventExecutionContext
 
 log = logging.getLogger("community.graphql")
@@ -152,7 +154,10 @@ def create_schema(settings: Settings | None = None) -> CommunitySchema:
         types=NODE_TYPES,
         extensions=extensions,
         execution_context_class=SharedEventExecutionContext,
-        config=StrawberryConfig(disable_field_suggestions=settings.production),
+        config=StrawberryConfig(
+            disable_field_suggestions=settings.production,
+            scalar_map={datetime: AWARE_DATETIME},
+        ),
     )
 
 
