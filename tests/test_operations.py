@@ -383,7 +383,7 @@ async def test_a_client_leaving_mid_body_is_not_an_error(
 ) -> None:
     port = int(server.url.rsplit(":", 1)[1])
     caplog.set_level(logging.INFO)
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
         b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b'Content-Length: 100\r\n\r\n{"query":'
