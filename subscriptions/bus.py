@@ -13,6 +13,10 @@ connection fails the listener logs it, backs off, opens a new connection and
 subscribes again to every wanted channel (and logs that too). A subscription
 returns once Redis has confirmed it (or after a short wait while Redis is
 down), so an event published after ``subscribe`` returns is delivered.
+Whatever was published while a channel was not subscribed is lost, so once
+Redis confirms a channel again after an outage, its subscribers get a
+``{"type": "resync"}`` message: every stream re-reads the database then,
+instead of at the next event or its periodic resync.
 :class:`SafeBroadcast` registers each subscriber's queue before any await.
 Publishing never raises: the bus is at-most-once and every stream replays
 from the database, so a failed publish only delays delivery until the
@@ -47,6 +51,7 @@ from subscriptions.guard import new_inbox
 log = logging.getLogger("community.bus")
 
 _ERRORS = (RedisError, OSError)
+RESYNC = json.dumps({"type": "resync"})  # to a channel's subscribers after an outage
 
 
 def _text(value: Any) -> str:
@@ -82,6 +87,7 @@ class ResilientRedisBackend(BroadcastBackend):
         self._sent: set[str] = set()  # SUBSCRIBE written on the current connection
         self._unconfirmed: Counter[str] = Counter()  # SUBSCRIBEs not yet confirmed
         self._confirmations: dict[str, asyncio.Event] = {}
+        self._resync: set[str] = set()  # channels resubscribed after an outage
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -182,6 +188,8 @@ class ResilientRedisBackend(BroadcastBackend):
             self._conn = conn
             self._sent = set(channels)
             self._unconfirmed = Counter(channels)
+            if self._lost:  # events published meanwhile were lost: wake every stream
+                self._resync = set(channels)
             self._last_seen = asyncio.get_running_loop().time()
             self._ping_sent = None
         if self._lost:
@@ -267,6 +275,9 @@ class ResilientRedisBackend(BroadcastBackend):
                 confirmed = self._confirmations.pop(channel, None)
                 if confirmed is not None:
                     confirmed.set()
+                if channel in self._resync:
+                    self._resync.discard(channel)
+                    await self._queue.put(Event(channel=channel, message=RESYNC))
 
 
 class SafeBroadcast(Broadcast):

@@ -61,6 +61,8 @@ class ConnectionRegistry:
             while True:
                 message = await queue.get()
                 kind = message.get("type")
+                if kind == "resync":  # the bus was down: requests sent meanwhile are lost
+                    continue
                 try:
                     member_id = int(message["member"])
                 except (KeyError, TypeError, ValueError):

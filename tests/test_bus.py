@@ -36,6 +36,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 WAIT = 3.0  # longest wait for an event that must arrive
+RESYNC = {"type": "resync"}  # what a subscriber gets once Redis confirms its channel again
 QUIET = 1.5  # how long an event that must not arrive is awaited
 
 
@@ -272,6 +273,9 @@ async def test_subscriber_survives_a_redis_restart(
         async def our_publish() -> None:
             await bus.publish("restart", {"n": "after"})
 
+        # Once Redis confirms the channel again, its subscribers are told to re-read
+        # (what was published meanwhile is lost), before any new event.
+        assert await receives(queue.get, 5.0) == RESYNC
         assert await publish_until_received(our_publish, queue.get, 5.0) == {"n": "after"}
         assert isinstance(bus.backend, ResilientRedisBackend)
         assert bus.backend.reconnects == 1
@@ -299,9 +303,12 @@ async def test_publish_and_ready_while_redis_is_down(
         while not await bus.ready():
             assert time.monotonic() < deadline, "the bus never became ready again"
             await asyncio.sleep(0.05)
-        # Ready means live again: the next event arrives at once, the lost one never.
+        # Ready means live again: the next event arrives at once, the lost one never;
+        # a resync comes first, once.
         assert await bus.publish("down", {"n": 2}) is True
+        assert await receives(queue.get, WAIT) == RESYNC
         assert await receives(queue.get, WAIT) == {"n": 2}
+        await asyncio.sleep(0.2)
         assert queue.empty()
 
 
@@ -322,8 +329,10 @@ async def test_subscribing_while_redis_is_down_goes_live_when_it_returns(
             async def publish() -> None:
                 await bus.publish("late", {"n": 1})
 
+            assert await receives(queue.get, 5.0) == RESYNC
             assert await publish_until_received(publish, queue.get, 5.0) == {"n": 1}
             assert await bus.publish("held", {"n": 2}) is True
+            assert await receives(held.get, WAIT) == RESYNC
             assert await receives(held.get, WAIT) == {"n": 2}
         assert set(bus.broadcast._subscribers) == {"p:held"}
 

@@ -543,6 +543,219 @@ async def test_events_cross_workers_and_survive_a_redis_restart(cluster: Cluster
         await ws.close()
 
 
+async def test_after_a_redis_outage_open_streams_catch_up_without_a_new_event(
+    cluster: Cluster,
+) -> None:
+    """What was written while Redis was down reaches open streams as soon as it is back.
+
+    Publishing fails during the outage, so nothing would wake the streams
+    until the next event or their periodic resync (15 s). When Redis confirms
+    the subscriptions again, each stream re-reads the database: the thread's
+    posts and the reply notice arrive within seconds, on the same sockets,
+    with no further write.
+    """
+    a, b = cluster.a, cluster.b
+    admin = await sign_in(a, cluster.admin_login)
+    area = await a.gql(
+        CREATE_AREA,
+        {
+            "input": {
+                "titleFi": "Katko",
+                "titleSv": "Avbrott",
+                "titleEn": "Outage",
+                "membersCanStartThreads": True,
+            }
+        },
+        token=admin,
+    )
+    started = await a.gql(
+        START_THREAD,
+        {
+            "input": {
+                "areaId": area["createArea"]["area"]["id"],
+                "title": "Outage",
+                "body": "Post 0",
+                "clientKey": "outage-0000",
+            }
+        },
+        token=admin,
+    )
+    thread = started["startThread"]["thread"]["id"]
+    member_token = await new_member(cluster)
+    mine = await a.gql(
+        ADD_POST,
+        {"input": {"threadId": thread, "body": "Minun", "clientKey": "outage-mine"}},
+        token=member_token,
+    )
+    assert mine["addPost"]["__typename"] == "PostSuccess", mine
+    my_post = mine["addPost"]["post"]["id"]
+
+    events = await open_stream(b.ws_url, member_token, thread, 0)
+    notices = await connect(b.ws_url, subprotocols=[Subprotocol("graphql-transport-ws")])
+    try:
+        await notices.send(
+            json.dumps({"type": "connection_init", "payload": {"token": member_token}})
+        )
+        ack = json.loads(await asyncio.wait_for(notices.recv(), 5))
+        assert ack["type"] == "connection_ack", ack
+        await notices.send(
+            json.dumps(
+                {
+                    "id": "n",
+                    "type": "subscribe",
+                    "payload": {"query": "subscription { notifications { position kind } }"},
+                }
+            )
+        )
+
+        async def next_message(ws: ClientConnection, timeout: float) -> dict[str, Any]:
+            while True:
+                message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+                if message["type"] == "ping":
+                    await ws.send(json.dumps({"type": "pong"}))
+                    continue
+                assert message["type"] == "next", message
+                assert "errors" not in message["payload"], message
+                data: dict[str, Any] = message["payload"]["data"]
+                return data
+
+        replayed = [(await next_message(events, 5))["threadEvents"]["position"] for _ in (1, 2)]
+        assert replayed == [1, 2]
+        await asyncio.sleep(0.5)  # the notifications stream is subscribed on the bus
+
+        cluster.redis.kill()
+
+        async def both_unready() -> bool:
+            answers = [await w.readyz() for w in (a, b)]
+            return all(code == 503 for code, _ in answers)
+
+        await wait_for(both_unready, 10, "both workers to report the bus down")
+        for n in (1, 2, 3):
+            written = await a.gql(
+                ADD_POST,
+                {
+                    "input": {
+                        "threadId": thread,
+                        "body": f"Katkon aikana {n}",
+                        "clientKey": f"outage-{n:04d}",
+                        **({"parentId": my_post} if n == 3 else {}),
+                    }
+                },
+                token=admin,
+            )
+            assert written["addPost"]["__typename"] == "PostSuccess", written
+
+        cluster.redis.start()
+
+        async def both_ready() -> bool:
+            answers = [await w.readyz() for w in (a, b)]
+            return all(code == 200 and checks["bus"] for code, checks in answers)
+
+        await wait_for(both_ready, 10, "both workers to report the bus ready again")
+        back_at = time.monotonic()
+        # No further write: well within the streams' 15 s periodic resync.
+        caught_up = [(await next_message(events, 5))["threadEvents"] for _ in (3, 4, 5)]
+        assert [(e["position"], e["post"]["body"]) for e in caught_up] == [
+            (3, "Katkon aikana 1"),
+            (4, "Katkon aikana 2"),
+            (5, "Katkon aikana 3"),
+        ]
+        notice = (await next_message(notices, 5))["notifications"]
+        assert notice["kind"] == "REPLY", notice
+        assert time.monotonic() - back_at < 5
+        with pytest.raises(TimeoutError):  # each once
+            await next_message(events, 0.5)
+    finally:
+        await events.close()
+        await notices.close()
+
+
+async def test_a_ban_during_a_redis_outage_ends_the_members_streams_when_it_returns(
+    cluster: Cluster,
+) -> None:
+    """The ban's request to close sockets on other workers is lost with Redis; the
+    resync after the outage makes the member's stream on B re-check its session."""
+    a, b = cluster.a, cluster.b
+    admin = await sign_in(a, cluster.admin_login)
+    area = await a.gql(
+        CREATE_AREA,
+        {
+            "input": {
+                "titleFi": "Porttikielto",
+                "titleSv": "Avstängning",
+                "titleEn": "Ban",
+                "membersCanStartThreads": True,
+            }
+        },
+        token=admin,
+    )
+    started = await a.gql(
+        START_THREAD,
+        {
+            "input": {
+                "areaId": area["createArea"]["area"]["id"],
+                "title": "Ban",
+                "body": "Post 0",
+                "clientKey": "ban-0000",
+            }
+        },
+        token=admin,
+    )
+    thread = started["startThread"]["thread"]["id"]
+    member_token = await new_member(cluster)
+    member_id = (await a.gql("{ me { id } }", token=member_token))["me"]["id"]
+
+    events = await open_stream(b.ws_url, member_token, thread, 0)
+    try:
+        first = json.loads(await asyncio.wait_for(events.recv(), 5))
+        assert first["type"] == "next" and "errors" not in first["payload"], first
+        await asyncio.sleep(0.5)
+        cluster.redis.kill()
+
+        async def b_unready() -> bool:
+            return (await b.readyz())[0] == 503
+
+        await wait_for(b_unready, 10, "worker B to report the bus down")
+        banned = await a.gql(
+            """mutation Ban($input: ModerateMemberInput!) {
+              moderateMember(input: $input) { __typename }
+            }""",
+            {
+                "input": {
+                    "memberId": member_id,
+                    "action": "BAN",
+                    "category": "SPAM_OR_TROLLING",
+                    "note": "Mainoksia",
+                }
+            },
+            token=admin,
+        )
+        assert banned["moderateMember"]["__typename"] == "ModerateMemberSuccess", banned
+        # While Redis is down, worker B has not heard of it: the stream is open.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(events.recv(), 1.0)
+
+        cluster.redis.start()
+        ended_at = time.monotonic() + 8  # well before the stream's 60 s session check
+        ended: str | None = None
+        while ended is None:
+            try:
+                raw = await asyncio.wait_for(events.recv(), ended_at - time.monotonic())
+            except ConnectionClosed as exc:
+                ended = f"closed {exc.rcvd.code if exc.rcvd else None}"
+                break
+            message = json.loads(raw)
+            if message["type"] == "ping":
+                await events.send(json.dumps({"type": "pong"}))
+            elif message["type"] == "next" and message["payload"].get("errors"):
+                ended = message["payload"]["errors"][0]["extensions"]["code"]
+            else:
+                raise AssertionError(f"the banned member's stream went on: {message}")
+        assert ended == "SESSION_ENDED", ended
+    finally:
+        await events.close()
+
+
 def _node_id(global_id: str) -> str:
     from strawberry.relay import GlobalID
 
