@@ -10,7 +10,6 @@ compensated (see :func:`do_register`).
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -156,6 +155,12 @@ async def _reserve_names(
         pass  # taken a moment ago by someone else: the same answer either way
 
 
+async def _undo_member(member_id: int) -> None:
+    """Remove a registration whose contact was never committed (pending: nothing
+    points at it but its rules acceptance and age band, which cascade)."""
+    await Member.filter(id=member_id, status=MemberStatus.PENDING).delete()
+
+
 async def do_register(
     email: str,
     birth_date: date,
@@ -189,7 +194,12 @@ async def do_register(
         await _reserve_names(login, login_key, display, display_key, language)
         return Registration()
 
-    contact_id: uuid.UUID | None = None
+    # The member is committed first and the contact second. A crash between the
+    # two commits leaves a pending member without contact: it cannot sign in
+    # (no verify link exists), the address stays free to register, and the
+    # lifecycle job purges it like any unverified registration. The other
+    # order left a contact without member, which held the address for ever.
+    member_id: int | None = None
     try:
         async with in_transaction("community"):
             member = await Member.create(
@@ -203,45 +213,45 @@ async def do_register(
             )
             await RulesAcceptance.create(member=member, rules=rules)
             await record_birth_period(member, birth_year)
-            async with in_transaction("contacts"):
-                contact = await Contact.create(
-                    email_ciphertext=crypto.encrypt(normalised, "contact-email"),
-                    email_index=index,
-                    birth_year=birth_year,
-                    language=language,
-                    member_index=crypto.member_index(member.id),
-                    member_seal=crypto.seal_member(member.id),
-                    created_at=clock.today(),
+        member_id = member.id
+        async with in_transaction("contacts"):
+            contact = await Contact.create(
+                email_ciphertext=crypto.encrypt(normalised, "contact-email"),
+                email_index=index,
+                birth_year=birth_year,
+                language=language,
+                member_index=crypto.member_index(member.id),
+                member_seal=crypto.seal_member(member.id),
+                created_at=clock.today(),
+            )
+            for kind, version in (("rules", str(rules.version)), ("privacy_notice", "1")):
+                await Consent.create(
+                    contact=contact, kind=kind, version=version, given_at=clock.today()
                 )
-                for kind, version in (("rules", str(rules.version)), ("privacy_notice", "1")):
-                    await Consent.create(
-                        contact=contact, kind=kind, version=version, given_at=clock.today()
-                    )
-                token = await _issue_token(
-                    contact, "verify", timedelta(hours=settings.verify_token_hours)
-                )
-                await mail.enqueue(
-                    contact,
-                    normalised,
-                    "verify",
-                    language,
-                    display_name=display,
-                    hours=settings.verify_token_hours,
-                    link=mail.link("/verify-email", token=token),
-                )
-            contact_id = contact.id
+            token = await _issue_token(
+                contact, "verify", timedelta(hours=settings.verify_token_hours)
+            )
+            await mail.enqueue(
+                contact,
+                normalised,
+                "verify",
+                language,
+                display_name=display,
+                hours=settings.verify_token_hours,
+                link=mail.link("/verify-email", token=token),
+            )
     except IntegrityError:
-        if contact_id is not None:
-            await Contact.filter(id=contact_id).delete()
+        if member_id is not None:
+            await _undo_member(member_id)
         # A concurrent registration took a name or the address a moment ago.
         await _check_names_free(login_key, display_key)
         if await _tell_already_registered(normalised, index, language):
             await _reserve_names(login, login_key, display, display_key, language)
         return Registration()
     except BaseException:
-        # The community commit failed after the contacts commit: undo the contact.
-        if contact_id is not None:
-            await Contact.filter(id=contact_id).delete()
+        # The contacts commit failed after the community commit: undo the member.
+        if member_id is not None:
+            await _undo_member(member_id)
         raise
     mail.wake_worker()
     return Registration()

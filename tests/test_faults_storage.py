@@ -129,9 +129,13 @@ class PrivatePostgres:
         )
 
     async def start(self) -> None:
+        # fsync off is safe here (an immediate stop is not a machine crash: what is
+        # written survives in the OS); synchronous_commit stays on, or an answered
+        # commit may still sit in PostgreSQL's WAL buffers when ``-m immediate``
+        # kills it, and a post the client was told about would be lost.
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
-            " -c full_page_writes=off -c synchronous_commit=off"
+            " -c full_page_writes=off"
         )
         await asyncio.to_thread(
             self._run, "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options,
