@@ -74,6 +74,9 @@ class Settings:
     mail_max_attempts: int = 12
     # Study invitations and reminders: at most this many per minute per mail worker.
     mail_bulk_per_minute: int = 60
+    # Mail anyone can cause to an address (reset links, "already registered"
+    # notices, address-change links): at most this many of a kind per address a day.
+    mail_per_address_per_day: int = 5
     # The research job (invitation mail, reminders) runs this often in each server process.
     research_job_seconds: float = 300.0
     # Sessions and tokens.
@@ -271,6 +274,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         mail_poll_seconds=float(get("MAIL_POLL_SECONDS", str(Settings.mail_poll_seconds))),
         mail_max_attempts=integer("MAIL_MAX_ATTEMPTS", Settings.mail_max_attempts),
         mail_bulk_per_minute=integer("MAIL_BULK_PER_MINUTE", Settings.mail_bulk_per_minute),
+        mail_per_address_per_day=integer(
+            "MAIL_PER_ADDRESS_PER_DAY", Settings.mail_per_address_per_day
+        ),
         research_job_seconds=float(get("RESEARCH_JOB_SECONDS", str(Settings.research_job_seconds))),
         session_idle_minutes=integer("SESSION_IDLE_MINUTES", Settings.session_idle_minutes),
         session_absolute_days=integer("SESSION_ABSOLUTE_DAYS", Settings.session_absolute_days),

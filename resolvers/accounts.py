@@ -105,30 +105,33 @@ async def _tell_already_registered(address: str, index: str, language: str) -> b
     """
     hold = await BannedAddress.get_or_none(email_index=index, hold_until__gt=clock.now())
     if hold is not None:
-        async with in_transaction("contacts"):
-            # Tied to the banned contact, so that the purge after the hold removes it too.
-            await mail.enqueue(
-                await Contact.get_or_none(email_index=index),
-                address,
-                "registration_refused",
-                language,
-                hold_until=hold.hold_until.date().isoformat(),
-            )
-        mail.wake_worker()
+        # Tied to the banned contact, so that the purge after the hold removes it too.
+        banned = await Contact.get_or_none(email_index=index)
+        if await mail.within_daily_cap(banned, "registration_refused"):
+            async with in_transaction("contacts"):
+                await mail.enqueue(
+                    banned,
+                    address,
+                    "registration_refused",
+                    language,
+                    hold_until=hold.hold_until.date().isoformat(),
+                )
+            mail.wake_worker()
         return True
     existing = await Contact.get_or_none(email_index=index)
     if existing is None:
         return False
-    async with in_transaction("contacts"):
-        await mail.enqueue(
-            existing,
-            address,
-            "already_registered",
-            existing.language,
-            login_link=mail.link("/login"),
-            reset_link=mail.link("/reset-password"),
-        )
-    mail.wake_worker()
+    if await mail.within_daily_cap(existing, "already_registered"):
+        async with in_transaction("contacts"):
+            await mail.enqueue(
+                existing,
+                address,
+                "already_registered",
+                existing.language,
+                login_link=mail.link("/login"),
+                reset_link=mail.link("/reset-password"),
+            )
+        mail.wake_worker()
     return True
 
 
@@ -350,6 +353,12 @@ async def do_request_email_change(member: Member, password: str, new_email: str)
     contact = await contact_of(member)
     if contact is None:
         raise UserError(Code.NOT_FOUND)
+    # Each request mails the current address (and a link to the new one).
+    if not await mail.within_daily_cap(contact, "email_change_notice"):
+        tomorrow = clock.today() + timedelta(days=1)
+        raise UserError(
+            Code.TOO_MANY_ATTEMPTS, retry_after=int((tomorrow - clock.now()).total_seconds())
+        )
     settings = get_settings()
     index = crypto.email_index(normalised)
     old = crypto.decrypt(contact.email_ciphertext, "contact-email")
@@ -425,6 +434,8 @@ async def do_request_password_reset(email: str) -> None:
     member = await Member.get_or_none(id=crypto.unseal_member(contact.member_seal))
     if member is None or member.status not in (MemberStatus.ACTIVE, MemberStatus.PENDING):
         return
+    if not await mail.within_daily_cap(contact, "reset_password"):
+        return  # the same answer: a cap tells nothing about the address
     async with in_transaction("contacts"):
         await send_reset_link(contact, normalised)
     mail.wake_worker()

@@ -73,6 +73,27 @@ async def enqueue(
     return message
 
 
+async def within_daily_cap(contact: Contact | None, template: str) -> bool:
+    """May one more ``template`` message go to this contact today?
+
+    For mail that anyone can cause to someone else's address (a reset link,
+    an "already registered" notice, an address-change link): without a cap, a
+    stranger could fill a member's inbox. Past MAIL_PER_ADDRESS_PER_DAY the
+    message is not queued (nor its link issued); the caller answers exactly
+    as if it were, so the cap tells nobody whether the address is a member's.
+    Counted per calendar day (UTC), the only time the outbox keeps.
+    """
+    if contact is None:
+        return True
+    sent = await OutboxMessage.filter(
+        contact_id=contact.id, template=template, created_at=clock.today()
+    ).count()
+    if sent < get_settings().mail_per_address_per_day:
+        return True
+    log.info("mail %s not queued: the address had its daily %s already", template, sent)
+    return False
+
+
 def outbox_row(
     contact: Contact | None,
     to_address: str,

@@ -19,7 +19,7 @@ from strawberry.relay import GlobalID
 
 from models.community import Member, MemberStatus, RulesAcceptance
 from models.contacts import Consent, Contact, EmailToken, OutboxMessage
-from resolvers import clock
+from resolvers import clock, crypto
 from resolvers.errors import MESSAGES, Code
 from tests import dbtools
 from tests.conftest import Server
@@ -32,6 +32,7 @@ from tests.helpers import (
     current_rules_id,
     emailed_token,
     login,
+    member,
     publish_rules,
     register,
     staff,
@@ -758,3 +759,78 @@ async def test_verify_error_message_follows_accept_language(server: Server) -> N
         LOGIN, {"login": "nobody", "password": "whatever12"}, headers={"Accept-Language": "en"}
     )
     assert body["data"]["login"]["message"] == MESSAGES[Code.INVALID_CREDENTIALS]["en"]
+
+
+# ---------------------------------------------------------------- mail anyone can cause
+
+EMAIL_CHANGE_LIMITED = """
+mutation RequestEmailChange($input: RequestEmailChangeInput!) {
+  requestEmailChange(input: $input) {
+    __typename
+    ... on Error { code message }
+    ... on RateLimitedError { retryAfterSeconds }
+  }
+}
+"""
+
+
+async def test_mail_anyone_can_cause_to_an_address_is_capped_per_day(server: Server) -> None:
+    """Reset links and "already registered" notices to one address: at most
+    MAIL_PER_ADDRESS_PER_DAY of each a day, with answers that never change; the
+    member's own address change says when to try again."""
+    cap = server.settings.mail_per_address_per_day
+    aino = await member(server, email=f"{unique('capped')}@example.com")
+    other = await member(server, email=f"{unique('uncapped')}@example.com")
+    assert aino.email is not None and other.email is not None
+    contact = await Contact.get(email_index=crypto.email_index(aino.email))
+
+    async def queued(template: str, of: Contact = contact) -> int:
+        return await OutboxMessage.filter(contact_id=of.id, template=template).count()
+
+    # A stranger asks for reset links again and again: the same answer each time.
+    answers = [
+        await server.gql(REQUEST_PASSWORD_RESET, {"email": aino.email}) for _ in range(cap + 3)
+    ]
+    assert all(a == answers[0] for a in answers), answers
+    assert answers[0]["data"]["requestPasswordReset"]["__typename"] == "Done", answers[0]
+    assert await queued("reset_password") == cap
+    assert await EmailToken.filter(contact_id=contact.id, purpose="reset").count() == cap
+
+    # ... and registers with the address under new names: always RegisterSuccess.
+    rules_id = await current_rules_id(server)
+    for _ in range(cap + 2):
+        again = await server.gql(
+            REGISTER, {"input": {**registration(email=aino.email), "rulesVersionId": rules_id}}
+        )
+        assert again["data"]["register"]["__typename"] == "RegisterSuccess", again
+    assert await queued("already_registered") == cap
+
+    # Per address: another member's link still goes out.
+    other_contact = await Contact.get(email_index=crypto.email_index(other.email))
+    done = await server.gql(REQUEST_PASSWORD_RESET, {"email": other.email})
+    assert done["data"]["requestPasswordReset"]["__typename"] == "Done", done
+    assert await queued("reset_password", other_contact) == 1
+
+    # The member changing their own address is told when to try again.
+    for n in range(cap):
+        changed = await server.gql(
+            EMAIL_CHANGE_LIMITED,
+            {"input": {"password": PASSWORD, "newEmail": f"uusi{n}.{aino.email}"}},
+            token=aino.token,
+        )
+        assert changed["data"]["requestEmailChange"]["__typename"] == "Done", changed
+    refused = await server.gql(
+        EMAIL_CHANGE_LIMITED,
+        {"input": {"password": PASSWORD, "newEmail": f"liikaa.{aino.email}"}},
+        token=aino.token,
+    )
+    result = refused["data"]["requestEmailChange"]
+    assert (result["__typename"], result["code"]) == ("RateLimitedError", "TOO_MANY_ATTEMPTS")
+    assert 0 < result["retryAfterSeconds"] <= 24 * 3600
+    assert await queued("email_change_notice") == cap
+    assert await queued("change_email") == cap
+
+    # The next day the address may be sent one more of each.
+    clock.move(timedelta(days=1))
+    await server.gql(REQUEST_PASSWORD_RESET, {"email": aino.email})
+    assert await queued("reset_password") == cap + 1
