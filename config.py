@@ -92,6 +92,8 @@ class Settings:
     post_max_length: int = 5000
     edit_window_minutes: int = 15
     posts_per_minute: int = 6
+    # Reactions added or taken back per member a minute (each one is a live event).
+    reactions_per_minute: int = 30
     posts_per_hour: int = 60
     typing_interval_seconds: float = 2.0
     # Moderation.
@@ -292,6 +294,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         post_max_length=integer("POST_MAX_LENGTH", Settings.post_max_length),
         edit_window_minutes=integer("EDIT_WINDOW_MINUTES", Settings.edit_window_minutes),
         posts_per_minute=integer("POSTS_PER_MINUTE", Settings.posts_per_minute),
+        reactions_per_minute=integer("REACTIONS_PER_MINUTE", Settings.reactions_per_minute),
         posts_per_hour=integer("POSTS_PER_HOUR", Settings.posts_per_hour),
         report_hide_threshold=integer("REPORT_HIDE_THRESHOLD", Settings.report_hide_threshold),
         reports_per_day=integer("REPORTS_PER_DAY", Settings.reports_per_day),

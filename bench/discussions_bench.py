@@ -302,6 +302,7 @@ async def main() -> None:
             MAIL_DIR=str(tmp / "mail"),
             POSTS_PER_MINUTE="100000",
             POSTS_PER_HOUR="100000",
+            REACTIONS_PER_MINUTE="100000",
             LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "warning"),
             BARE_DSN=f"{PG}/{run}_community",
             BARE_REDIS=REDIS,

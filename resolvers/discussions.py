@@ -36,13 +36,14 @@ from models.discussions import (
 )
 from models.moderation import ModerationEventKind
 from models.research import Invitation, InvitationStatus
-from resolvers import audit, clock, modfeed
+from resolvers import audit, clock, crypto, modfeed
 from resolvers.errors import Code, UserError
 from resolvers.formatting import clean_text
 from resolvers.notices import notify
 from resolvers.postchecks import CheckRefused, PostContext, Verdict, record, run_checks
 from resolvers.rules import check_can_write
 from resolvers.studies import check_area_writable
+from resolvers.throttle import count_in_window
 from subscriptions.bus import get_bus
 from subscriptions.connections import CONNECTIONS
 from subscriptions.notifications import member_channel
@@ -474,6 +475,12 @@ async def do_react(member: Member, post_id: int, kind: ReactionKind, on: bool) -
     if post.status != PostStatus.VISIBLE:
         raise UserError(Code.POST_REMOVED)
     await check_can_write(member)
+    if not is_staff(member):
+        # Each change is an event every subscriber of the thread receives.
+        key = crypto.throttle_key("reactions", f"member:{member.id}")
+        count, wait = await count_in_window(key, 60)
+        if count > get_settings().reactions_per_minute:
+            raise UserError(Code.TOO_MANY_REACTIONS, retry_after=wait)
     changed = False
     try:
         async with in_transaction("community"):

@@ -48,6 +48,7 @@ class Code(StrEnum):
     NOT_AUTHOR = "NOT_AUTHOR"
     POST_REMOVED = "POST_REMOVED"
     TOO_MANY_POSTS = "TOO_MANY_POSTS"
+    TOO_MANY_REACTIONS = "TOO_MANY_REACTIONS"
     STAFF_STARTS_THREADS = "STAFF_STARTS_THREADS"
     CLIENT_KEY_INVALID = "CLIENT_KEY_INVALID"
     CANNOT_REPORT_OWN = "CANNOT_REPORT_OWN"
@@ -89,6 +90,7 @@ KIND = {
     Code.NOT_FOUND: ErrorKind.NOT_ALLOWED,
     Code.TOO_MANY_ATTEMPTS: ErrorKind.RATE_LIMITED,
     Code.TOO_MANY_POSTS: ErrorKind.RATE_LIMITED,
+    Code.TOO_MANY_REACTIONS: ErrorKind.RATE_LIMITED,
     Code.EDIT_WINDOW_CLOSED: ErrorKind.NOT_ALLOWED,
     Code.NOT_AUTHOR: ErrorKind.NOT_ALLOWED,
     Code.POST_REMOVED: ErrorKind.NOT_ALLOWED,
@@ -272,6 +274,11 @@ MESSAGES: dict[Code, dict[str, str]] = {
         "en": "You are posting too fast. Try again in {retry_after} seconds.",
         "fi": "Kirjoitat liian nopeasti. Yritä uudelleen {retry_after} sekunnin kuluttua.",
         "sv": "Du skriver för snabbt. Försök igen om {retry_after} sekunder.",
+    },
+    Code.TOO_MANY_REACTIONS: {
+        "en": "You are reacting too fast. Try again in {retry_after} seconds.",
+        "fi": "Reagoit liian nopeasti. Yritä uudelleen {retry_after} sekunnin kuluttua.",
+        "sv": "Du reagerar för snabbt. Försök igen om {retry_after} sekunder.",
     },
     Code.STAFF_STARTS_THREADS: {
         "en": "In this area only staff start new threads.",

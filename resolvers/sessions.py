@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 
 from config import get_settings
@@ -21,6 +20,7 @@ from resolvers import clock, crypto
 from resolvers.checks import check_email
 from resolvers.errors import Code, UserError
 from resolvers.passwords import verify_password
+from resolvers.throttle import count_in_window
 from subscriptions.bus import get_bus
 from subscriptions.notifications import member_channel
 
@@ -40,21 +40,7 @@ async def _count_attempt(key: str) -> tuple[int, int]:
     Counting before the password is checked makes a burst of parallel
     attempts count in full: none of them can slip past the limit.
     """
-    settings = get_settings()
-    now = clock.now()
-    window = timedelta(seconds=settings.login_window_seconds)
-    # A window that has ended starts again; otherwise one more attempt in it.
-    restarted = await LoginThrottle.filter(key=key, window_started_at__lte=now - window).update(
-        failures=1, window_started_at=now
-    )
-    if not restarted and not await LoginThrottle.filter(key=key).update(failures=F("failures") + 1):
-        try:
-            await LoginThrottle.create(key=key, failures=1, window_started_at=now)
-        except IntegrityError:  # a concurrent first attempt created it a moment ago
-            await LoginThrottle.filter(key=key).update(failures=F("failures") + 1)
-    row = await LoginThrottle.get(key=key)
-    left = int((row.window_started_at + window - now).total_seconds())
-    return row.failures, max(1, left)
+    return await count_in_window(key, get_settings().login_window_seconds)
 
 
 async def _find_member(identifier: str) -> Member | None:

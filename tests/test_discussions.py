@@ -1530,3 +1530,41 @@ async def test_area_thread_list_query_count_does_not_grow_with_threads(server: S
     assert any(n["readPosition"] > 0 for n in nodes) and any(n["unreadCount"] > 0 for n in nodes)
     many = await statements_for(server, AREA_THREADS, {}, bob.token)
     assert len(many) == len(few), "\n".join(["2 threads:", *few, "12 threads:", *many])
+
+
+async def test_reactions_are_limited_per_member_a_minute_not_for_staff(server: Server) -> None:
+    """Each reaction change is a live event for every subscriber of the thread."""
+    limit = server.settings.reactions_per_minute
+    admin = await staff(server, "admin")
+    mod = await staff(server, "moderator")
+    anna = await member(server)
+    area = await create_area(server, admin, members_start=True)
+    thread_gid, post = await start_thread(server, anna, area)
+    thread_row = db_id(thread_gid)
+    events_before = await ThreadEvent.filter(thread_id=thread_row).count()
+    kinds = ["LIKE", "HEART", "HELPFUL", "LAUGH", "SAD"]
+    for n in range(limit):
+        done = await react(server, anna, post, kinds[n % 5], on=(n // 5) % 2 == 0)
+        assert done["__typename"] == "PostSuccess", (n, done)
+    refused = await server.gql(
+        """mutation React($input: ReactInput!) {
+          react(input: $input) {
+            __typename ... on Error { code message } ... on RateLimitedError { retryAfterSeconds }
+          }
+        }""",
+        {"input": {"postId": post, "kind": "LIKE", "on": True}},
+        token=anna.token,
+    )
+    result = refused["data"]["react"]
+    assert (result["__typename"], result["code"]) == ("RateLimitedError", "TOO_MANY_REACTIONS")
+    assert 0 < result["retryAfterSeconds"] <= 60
+    # Every allowed change was one event; the refused one wrote nothing.
+    assert await ThreadEvent.filter(thread_id=thread_row).count() == events_before + limit
+    # Staff are not limited.
+    for n in range(limit + 2):
+        done = await react(server, mod, post, "LIKE", on=n % 2 == 0)
+        assert done["__typename"] == "PostSuccess", (n, done)
+    # A minute later the member may react again.
+    clock.move(timedelta(seconds=61))
+    again = await react(server, anna, post, "SAD", on=True)
+    assert again["__typename"] == "PostSuccess", again

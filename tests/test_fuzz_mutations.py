@@ -155,7 +155,8 @@ VOLATILE_COLUMNS = {
 
 # Changes that are the point of a refusal (everything else refused must leave no trace):
 # - login: a failed sign-in is counted per account and per client address
-#   (login_throttle; resolvers.sessions._count_attempt), whatever the answer;
+#   (login_throttle; resolvers.sessions._count_attempt), whatever the answer; so is a
+#   reaction over REACTIONS_PER_MINUTE (the same table, resolvers.throttle);
 # - a post refused by the check pipeline records the decision (check, action, kind,
 #   never the text) for moderators (check_decision; resolvers.postchecks.record, README
 #   "Automatic checks"): one row added, only on those refusal codes.
@@ -1006,7 +1007,7 @@ def allowed_on_refusal(
     """Whether a refused `mutation` (typed error `code`, if any) may change `table` so:
     the changes that are the point of a refusal (see CHECK_REFUSALS)."""
     if table == "community.login_throttle":
-        return mutation == "login"
+        return mutation == "login" or (mutation == "react" and code == "TOO_MANY_REACTIONS")
     if table == "community.check_decision":
         return code in CHECK_REFUSALS and counts[1] == counts[0] + 1
     return False
