@@ -1,10 +1,12 @@
 """Membership: registration, email verification, profile, password, email, resignation.
 
-Only this module, ``resolvers.privacy`` and ``resolvers.mail`` touch the
-contacts register. Writes that span both registers open the community
-transaction first and the contacts one inside it, so a failure anywhere
-before the end rolls both back; a failure of the very last commit is
-compensated (see :func:`do_register`).
+Only the modules listed in the README's architecture section touch the
+contacts register. Writes that span both registers take the community locks
+first and the contacts ones second (no lock cycle). Registration commits
+the member, then the contact, and undoes the member when the contact cannot
+be written (see :func:`do_register`); other writes open the contacts
+transaction inside the community one, so a failure before the end rolls
+both back.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from tortoise.connection import get_connection
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F, Q, Subquery
+from tortoise.expressions import Q, Subquery
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
@@ -194,15 +195,27 @@ class Published:
     moderation_position: int | None = None
 
 
-async def _append_event(thread_id: int, kind: EventKind, post_id: int) -> int:
-    """Append one event (inside the caller's community transaction)."""
-    now = clock.now()
-    # The thread row is locked until commit, so positions are committed in order.
-    # FOR NO KEY UPDATE: a plain FOR UPDATE would deadlock against the KEY SHARE
-    # locks that inserting posts (foreign keys to the thread) take on PostgreSQL.
-    thread = await Thread.filter(id=thread_id).select_for_update(no_key=True).get()
-    position = thread.last_position + 1
-    await Thread.filter(id=thread_id).update(last_position=position, last_activity_at=now)
+_NEXT_POSITION_PG = (
+    "UPDATE thread SET last_position = last_position + 1, last_activity_at = $1,"
+    " post_count = post_count + $2 WHERE id = $3 RETURNING last_position"
+)
+_NEXT_POSITION_SQLITE = _NEXT_POSITION_PG.replace("$1", "?").replace("$2", "?").replace("$3", "?")
+
+
+async def _append_event(thread_id: int, kind: EventKind, post_id: int, new_posts: int = 0) -> int:
+    """Append one event (inside the caller's community transaction); returns its position.
+
+    One ``UPDATE ... RETURNING`` takes the next position, counts ``new_posts``
+    and locks the thread row until commit, so positions are committed in order
+    and the row is held for as few round trips as possible (every other write
+    to the thread waits for it). On PostgreSQL an UPDATE of non-key columns
+    takes FOR NO KEY UPDATE, which does not conflict with the KEY SHARE locks
+    that inserting posts (foreign keys to the thread) take: no deadlock.
+    """
+    conn = get_connection("community")
+    sql = _NEXT_POSITION_PG if conn.capabilities.dialect == "postgres" else _NEXT_POSITION_SQLITE
+    rows = await conn.execute_query_dict(sql, [clock.now(), new_posts, thread_id])
+    position = int(rows[0]["last_position"])
     await ThreadEvent.create(thread_id=thread_id, position=position, kind=kind, post_id=post_id)
     return position
 
@@ -303,9 +316,7 @@ async def do_start_thread(
                 status=PostStatus.HELD if verdict else PostStatus.VISIBLE,
                 held_reason=verdict.check if verdict else None,
             )
-            position = await _append_event(thread.id, EventKind.POST_ADDED, post.id)
-            await Thread.filter(id=thread.id).update(post_count=1)
-            await _mark_read(member.id, thread.id, position)
+            position = await _append_event(thread.id, EventKind.POST_ADDED, post.id, new_posts=1)
             moderation = await _post_written(member, post, thread.id, verdict)
     except CheckRefused as refused:
         await _refused(member, refused, on_edit=False)
@@ -316,6 +327,7 @@ async def do_start_thread(
         if existing is None:
             raise
         return existing
+    await _mark_read(member.id, thread.id, position)
     await _touch_activity(member)
     await _publish(Published(thread.id, position, moderation_position=moderation))
     return post
@@ -378,9 +390,7 @@ async def do_add_post(
                 status=PostStatus.HELD if verdict else PostStatus.VISIBLE,
                 held_reason=verdict.check if verdict else None,
             )
-            position = await _append_event(thread.id, EventKind.POST_ADDED, post.id)
-            await Thread.filter(id=thread.id).update(post_count=F("post_count") + 1)
-            await _mark_read(member.id, thread.id, position)
+            position = await _append_event(thread.id, EventKind.POST_ADDED, post.id, new_posts=1)
             parent_author = parent.author_id if parent is not None else None  # type: ignore[attr-defined]
             if verdict is None and parent_author is not None and parent_author != member.id:
                 author = await Member.get(id=parent_author)
@@ -396,6 +406,9 @@ async def do_add_post(
         if existing is None:
             raise
         return existing
+    # After the commit: the thread row is not held for it (the author's own post
+    # is read; a crash here leaves it unread, nothing else).
+    await _mark_read(member.id, thread.id, position)
     await _touch_activity(member)
     await _publish(Published(thread.id, position, notified, moderation))
     return post

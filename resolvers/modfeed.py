@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tortoise.connection import get_connection
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
@@ -30,14 +31,22 @@ async def append(
 ) -> int:
     """Append one entry (inside the caller's community transaction); returns its position."""
     # UPDATE takes the row lock until commit: positions are handed out in commit order.
-    if not await ModerationCounter.filter(id=1).update(last_position=F("last_position") + 1):
+    # RETURNING: one round trip with the lock held (every write in the community
+    # takes this lock last, so it is held as briefly as possible).
+    rows = await get_connection("community").execute_query_dict(
+        "UPDATE moderation_counter SET last_position = last_position + 1 WHERE id = 1"
+        " RETURNING last_position"
+    )
+    if rows:
+        position = int(rows[0]["last_position"])
+    else:
         try:
             async with in_transaction("community"):  # a savepoint: a lost race is retried
                 await ModerationCounter.create(id=1, last_position=1)
+            position = 1
         except IntegrityError:
             await ModerationCounter.filter(id=1).update(last_position=F("last_position") + 1)
-    counter = await ModerationCounter.get(id=1)
-    position = counter.last_position
+            position = (await ModerationCounter.get(id=1)).last_position
     await ModerationEvent.create(
         position=position,
         kind=kind,

@@ -375,7 +375,10 @@ async def test_sigterm_closes_websockets_with_1001_and_finishes_writes(
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     assert lines and all("request_id" in line for line in lines)
     assert any("closed 1 websockets" in line["message"] for line in lines), lines
-    assert not [line for line in lines if line["level"] == "ERROR"], lines
+    shutdown_log = "\n".join(
+        f"{line['time']} {line['level']} {line['logger']}: {line['message']}" for line in lines
+    )
+    assert not [line for line in lines if line["level"] == "ERROR"], shutdown_log
 
 
 async def test_a_client_leaving_mid_body_is_not_an_error(
