@@ -543,6 +543,36 @@ async def test_events_cross_workers_and_survive_a_redis_restart(cluster: Cluster
         await ws.close()
 
 
+async def open_thread(worker: Worker, admin: str, title: str) -> str:
+    """A new open area with one thread started by the admin (position 1); its id."""
+    area = await worker.gql(
+        CREATE_AREA,
+        {
+            "input": {
+                "titleFi": title,
+                "titleSv": title,
+                "titleEn": title,
+                "membersCanStartThreads": True,
+            }
+        },
+        token=admin,
+    )
+    started = await worker.gql(
+        START_THREAD,
+        {
+            "input": {
+                "areaId": area["createArea"]["area"]["id"],
+                "title": title,
+                "body": "Post 0",
+                "clientKey": f"{title.lower()}-0000",
+            }
+        },
+        token=admin,
+    )
+    thread: str = started["startThread"]["thread"]["id"]
+    return thread
+
+
 async def test_after_a_redis_outage_open_streams_catch_up_without_a_new_event(
     cluster: Cluster,
 ) -> None:
@@ -556,31 +586,7 @@ async def test_after_a_redis_outage_open_streams_catch_up_without_a_new_event(
     """
     a, b = cluster.a, cluster.b
     admin = await sign_in(a, cluster.admin_login)
-    area = await a.gql(
-        CREATE_AREA,
-        {
-            "input": {
-                "titleFi": "Katko",
-                "titleSv": "Avbrott",
-                "titleEn": "Outage",
-                "membersCanStartThreads": True,
-            }
-        },
-        token=admin,
-    )
-    started = await a.gql(
-        START_THREAD,
-        {
-            "input": {
-                "areaId": area["createArea"]["area"]["id"],
-                "title": "Outage",
-                "body": "Post 0",
-                "clientKey": "outage-0000",
-            }
-        },
-        token=admin,
-    )
-    thread = started["startThread"]["thread"]["id"]
+    thread = await open_thread(a, admin, "Outage")
     member_token = await new_member(cluster)
     mine = await a.gql(
         ADD_POST,
@@ -677,31 +683,7 @@ async def test_a_ban_during_a_redis_outage_ends_the_members_streams_when_it_retu
     resync after the outage makes the member's stream on B re-check its session."""
     a, b = cluster.a, cluster.b
     admin = await sign_in(a, cluster.admin_login)
-    area = await a.gql(
-        CREATE_AREA,
-        {
-            "input": {
-                "titleFi": "Porttikielto",
-                "titleSv": "Avstängning",
-                "titleEn": "Ban",
-                "membersCanStartThreads": True,
-            }
-        },
-        token=admin,
-    )
-    started = await a.gql(
-        START_THREAD,
-        {
-            "input": {
-                "areaId": area["createArea"]["area"]["id"],
-                "title": "Ban",
-                "body": "Post 0",
-                "clientKey": "ban-0000",
-            }
-        },
-        token=admin,
-    )
-    thread = started["startThread"]["thread"]["id"]
+    thread = await open_thread(a, admin, "Ban")
     member_token = await new_member(cluster)
     member_id = (await a.gql("{ me { id } }", token=member_token))["me"]["id"]
 
