@@ -9,6 +9,7 @@ from datetime import date
 from email_validator import EmailNotValidError, validate_email
 
 from resolvers.errors import Code, UserError
+from resolvers.postchecks import refuse_personal_data
 
 LANGUAGES = ("fi", "sv", "en")
 MIN_AGE = 16
@@ -129,12 +130,7 @@ def _check_length(name: str, field: str) -> None:
 
 def _check_no_personal_data(name: str, field: str) -> None:
     """A name shown to others (or typed to sign in) must not be an address or identity code."""
-    from resolvers.errors import PERSONAL_DATA_CODES
-    from resolvers.postchecks import find_personal_data
-
-    kind = find_personal_data(name)
-    if kind is not None:
-        raise UserError(PERSONAL_DATA_CODES[kind], field=field)
+    refuse_personal_data(name, field)
 
 
 def _check_reserved(key: str, field: str) -> None:

@@ -35,10 +35,10 @@ from resolvers.discussions import (
     access_post,
     access_thread,
 )
-from resolvers.errors import PERSONAL_DATA_CODES, Code, UserError
+from resolvers.errors import Code, UserError
 from resolvers.formatting import clean_text
 from resolvers.notices import notify
-from resolvers.postchecks import find_personal_data, forget_word_lists, normalise_phrase
+from resolvers.postchecks import forget_word_lists, normalise_phrase, refuse_personal_data
 
 NOTE_MAX = 1000
 MODERATORS = (Role.MODERATOR, Role.ADMIN)
@@ -64,10 +64,8 @@ async def do_report_post(
     if post.status in (PostStatus.REMOVED, PostStatus.MODERATED):
         raise UserError(Code.POST_REMOVED)
     note = clean_text(note, NOTE_MAX, field="note") if note.strip() else ""
-    kind = find_personal_data(note) if note else None
-    if kind is not None:
-        # Moderators read notes: the same personal-data rule as for posts.
-        raise UserError(PERSONAL_DATA_CODES[kind], field="note")
+    if note:
+        refuse_personal_data(note, "note")  # moderators read notes: the rule of posts
     settings = get_settings()
     since = clock.now() - timedelta(days=1)
     recent = Report.filter(reporter_id=reporter.id, created_at__gt=since)

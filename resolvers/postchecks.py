@@ -142,6 +142,14 @@ def find_personal_data(text: str) -> str | None:
     return None
 
 
+def refuse_personal_data(text: str, field: str) -> None:
+    """Refuse other text that others read (names, report notes) holding personal data,
+    with the post check's code for its kind, on ``field``."""
+    kind = find_personal_data(text)
+    if kind is not None:
+        raise UserError(PERSONAL_DATA_CODES[kind], field=field)
+
+
 async def personal_data(ctx: PostContext) -> Verdict | None:
     kind = find_personal_data(ctx.text)
     if kind is None:

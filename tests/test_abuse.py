@@ -1738,16 +1738,21 @@ async def login_from(
     return result
 
 
-async def test_one_account_from_many_addresses_is_still_throttled(server: Server) -> None:
-    window = 600
+def throttle(server: Server, account: int, address: int, window: int) -> None:
+    """Sign-in failures allowed per account and per client address in ``window`` seconds."""
     override_settings(
         replace(
             server.settings,
-            login_max_failures_account=3,
-            login_max_failures_address=1000,
+            login_max_failures_account=account,
+            login_max_failures_address=address,
             login_window_seconds=window,
         )
     )
+
+
+async def test_one_account_from_many_addresses_is_still_throttled(server: Server) -> None:
+    window = 600
+    throttle(server, account=3, address=1000, window=window)
     victim = await member(server)
     for n in range(3):
         result = await login_from(
@@ -1766,14 +1771,7 @@ async def test_one_account_from_many_addresses_is_still_throttled(server: Server
 
 async def test_an_unknown_name_is_throttled_like_a_real_account(server: Server) -> None:
     window = 600
-    override_settings(
-        replace(
-            server.settings,
-            login_max_failures_account=3,
-            login_max_failures_address=1000,
-            login_window_seconds=window,
-        )
-    )
+    throttle(server, account=3, address=1000, window=window)
     real = await member(server)
     ghost = unique("ghostname")
     answers: dict[str, list[dict[str, Any]]] = {real.login_name: [], ghost: []}
@@ -1790,14 +1788,7 @@ async def test_an_unknown_name_is_throttled_like_a_real_account(server: Server) 
 
 async def test_websocket_sign_ins_count_toward_the_address_throttle(server: Server) -> None:
     window = 900
-    override_settings(
-        replace(
-            server.settings,
-            login_max_failures_account=100,
-            login_max_failures_address=3,
-            login_window_seconds=window,
-        )
-    )
+    throttle(server, account=100, address=3, window=window)
     real = await member(server)
     async with connect(server.ws_url, subprotocols=[Subprotocol(TRANSPORT_WS)]) as ws:
         client = WsClient(ws)
