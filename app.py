@@ -36,7 +36,8 @@ log = logging.getLogger("community.app")
 
 async def database_ready(name: str) -> bool:
     try:
-        await asyncio.wait_for(get_connection(name).execute_query("SELECT 1"), timeout=3)
+        async with asyncio.timeout(3):
+            await get_connection(name).execute_query("SELECT 1")
         return True
     except Exception:  # any failure means "not ready"; the probe must answer, not raise
         return False
@@ -65,7 +66,8 @@ async def every(seconds: float, job: Callable[[], Awaitable[object]], stop: asyn
     """Run ``job`` every ``seconds`` until ``stop`` (the first run after one period)."""
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await stop.wait()
         if stop.is_set():
             return
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import signal
 import threading
@@ -36,6 +37,7 @@ class Drain:
         self.writes = 0
         self.draining = False
         self._idle: asyncio.Event | None = None
+        self._report: asyncio.Task[None] | None = None  # kept: the loop holds tasks weakly
 
     def _idle_event(self) -> asyncio.Event:
         if self._idle is None:
@@ -58,15 +60,15 @@ class Drain:
     async def drain(self, grace: float) -> None:
         self.draining = True
         try:
-            await asyncio.wait_for(self._idle_event().wait(), timeout=grace)
+            async with asyncio.timeout(grace):
+                await self._idle_event().wait()
         except TimeoutError:
             log.error("shutdown: %s writes still running after %.0f s", self.writes, grace)
         sockets = list(self.sockets)
         for socket in sockets:
             with contextlib.suppress(Exception):  # already closing
-                await asyncio.wait_for(
-                    socket.close(code=GOING_AWAY, reason=GOING_AWAY_REASON), timeout=1
-                )
+                async with asyncio.timeout(1):
+                    await socket.close(code=GOING_AWAY, reason=GOING_AWAY_REASON)
         log.info("shutdown: closed %d websockets", len(sockets))
 
     def install(self, grace: float) -> None:
@@ -95,11 +97,30 @@ class Drain:
                     await self.drain(grace)
                 finally:
                     previous(signum, frame)
+                    self._report = loop.create_task(report_stragglers(STRAGGLER_SECONDS))
 
             self.draining = True
             loop.call_soon_threadsafe(lambda: loop.create_task(drain_then_stop()))
 
         return handle
+
+
+STRAGGLER_SECONDS = 5.0
+
+
+async def report_stragglers(after: float) -> None:
+    """Log where every task still running this long after the signal is waiting.
+
+    uvicorn waits for request tasks to end by themselves before it cancels
+    them; one that does not end is a bug, and this names it in the log.
+    """
+    await asyncio.sleep(after)
+    me = asyncio.current_task()
+    stragglers = [task for task in asyncio.all_tasks() if task is not me and not task.done()]
+    for task in stragglers:
+        out = io.StringIO()
+        task.print_stack(file=out)
+        log.warning("shutdown: still running after %.0f s: %s", after, out.getvalue())
 
 
 DRAIN = Drain()

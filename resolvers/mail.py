@@ -12,6 +12,7 @@ lost while the SMTP server is down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -149,10 +150,9 @@ class MailWorker:
                 await self.deliver_due()
             except Exception:  # the worker must outlive any one bad batch
                 log.exception("mail worker batch failed")
-            try:
-                await asyncio.wait_for(_wakeup.wait(), timeout=self.settings.mail_poll_seconds)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.mail_poll_seconds):
+                    await _wakeup.wait()
             _wakeup.clear()
 
     async def deliver_due(self, limit: int = 50) -> int:

@@ -126,7 +126,8 @@ class ResilientRedisBackend(BroadcastBackend):
             return
         confirmed = self._confirmations.setdefault(channel, asyncio.Event())
         try:
-            await asyncio.wait_for(confirmed.wait(), self.confirm_timeout)
+            async with asyncio.timeout(self.confirm_timeout):
+                await confirmed.wait()
         except TimeoutError:
             # Redis is down: the listener subscribes when it is back, and the
             # streams replay from the database, so carry on.
@@ -354,7 +355,8 @@ class Bus:
         """False while Redis is unreachable or this process's subscriptions are not live."""
         if isinstance(self.backend, ResilientRedisBackend):
             try:
-                return await asyncio.wait_for(self.backend.ready(), timeout=2)
+                async with asyncio.timeout(2):
+                    return await self.backend.ready()
             except (RedisError, OSError, TimeoutError):
                 return False
         return True

@@ -98,10 +98,9 @@ class ThreadFeed:
             # Whatever was committed while the subscription was being confirmed.
             await self._read_new()
             while True:
-                try:
-                    await asyncio.wait_for(wake.get(), timeout=RESYNC_SECONDS)
-                except TimeoutError:
-                    pass
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(RESYNC_SECONDS):
+                        await wake.get()
                 while not wake.empty():
                     wake.get_nowait()
                 try:
@@ -189,10 +188,10 @@ async def thread_snapshots(
                         last = snapshot.position
                         yield snapshot
                     catch_up = len(missed) == PAGE
-                try:
-                    item = await asyncio.wait_for(inbox.get(), timeout=CHECK_SECONDS)
-                except TimeoutError:
-                    item = None
+                item = None
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(CHECK_SECONDS):
+                        item = await inbox.get()
                 if isinstance(item, EventSnapshot):
                     if item.position == last + 1:
                         last = item.position

@@ -48,10 +48,8 @@ class SocketGuard:
 
     async def _close(self) -> None:
         try:
-            await asyncio.wait_for(
-                self.websocket.close(code=SLOW_CLOSE_CODE, reason=SLOW_CLOSE_REASON),
-                timeout=CLOSE_WAIT_SECONDS,
-            )
+            async with asyncio.timeout(CLOSE_WAIT_SECONDS):
+                await self.websocket.close(code=SLOW_CLOSE_CODE, reason=SLOW_CLOSE_REASON)
         except TimeoutError:
             # The client reads nothing, not even the close frame: cut it off.
             if self.abort is not None:

@@ -89,7 +89,8 @@ async def positioned_stream(
         if len(rows) == PAGE:
             continue
         try:
-            wake = [await asyncio.wait_for(queue.get(), timeout=RESYNC_SECONDS)]
+            async with asyncio.timeout(RESYNC_SECONDS):
+                wake = [await queue.get()]
         except TimeoutError:
             wake = [{"type": "resync"}]
         # Drain whatever else arrived: one database read serves them all.

@@ -399,3 +399,39 @@ async def test_a_client_leaving_mid_body_is_not_an_error(
     assert (await server.http.get("/healthz")).status_code == 200
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]
+
+
+def test_server_code_waits_with_asyncio_timeout_not_wait_for() -> None:
+    """Python 3.11's ``asyncio.wait_for`` can swallow a cancellation.
+
+    When the cancellation lands just as the awaited call completes, wait_for
+    returns its result instead, and a loop around it never ends: a stopped
+    stream lived on and held the worker's shutdown (see
+    test_streams_stopped_while_events_arrive_all_end). The server waits with
+    ``asyncio.timeout`` instead, which does not.
+    """
+    offenders = []
+    for path in sorted(ROOT.glob("*.py")) + sorted(ROOT.glob("*/**/*.py")):
+        if path.parts[len(ROOT.parts)] in {".venv", "tests", "bench", "migrations"}:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if "wait_for(" in line:
+                offenders.append(f"{path.relative_to(ROOT)}:{number}")
+    assert not offenders, offenders
+
+
+async def test_shutdown_names_the_tasks_that_do_not_end(caplog: pytest.LogCaptureFixture) -> None:
+    from ops.shutdown import report_stragglers
+
+    async def stuck_stream() -> None:
+        await asyncio.Event().wait()
+
+    stuck = asyncio.create_task(stuck_stream())
+    await asyncio.sleep(0)
+    try:
+        with caplog.at_level(logging.WARNING, logger="community.shutdown"):
+            await report_stragglers(0)
+    finally:
+        stuck.cancel()
+    reports = [r.getMessage() for r in caplog.records if r.name == "community.shutdown"]
+    assert any("still running after 0 s" in r and "stuck_stream" in r for r in reports), reports

@@ -11,6 +11,7 @@ and the number of SQL statements per subscriber when an event is delivered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -20,6 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from datetime import timedelta
+from random import Random
 from typing import Any
 
 import pytest
@@ -917,3 +919,65 @@ async def _open(server: Server, token: str) -> tuple[WsClient, ClientConnection]
     ack = await client.receive()
     assert ack["type"] == "connection_ack", ack
     return client, ws
+
+
+STREAMS, ROUNDS = 8, 40
+
+
+async def stop(client: WsClient, op: str, after: float) -> None:
+    await asyncio.sleep(after)
+    await client.send({"type": "complete", "id": op})
+
+
+async def read_all(client: WsClient) -> None:
+    """Take whatever a socket is sent (its buffer must not fill)."""
+    with contextlib.suppress(Exception):
+        while True:
+            await client.ws.recv()
+
+
+async def test_streams_stopped_while_events_arrive_all_end(server: Server) -> None:
+    """A subscription stopped as an event reaches it ends: it does not live on.
+
+    Python 3.11's ``asyncio.wait_for`` drops a cancellation that lands just as
+    the awaited ``get()`` completes; a stream waiting that way kept running
+    after its operation was stopped or its socket closed, with nobody to
+    deliver to, and held the worker's shutdown for its whole grace period.
+    Stop streams at jittered moments around a post's fan-out, and count what
+    is still running afterwards.
+    """
+    from ops import metrics
+
+    allow_many_posts(server)
+    admin = await staff(server, "admin")
+    anna = await member(server)
+    thread, _ = await open_thread(server, admin, anna)
+    feed_id = db_id(thread, "Thread")
+    baseline = metrics.SUBSCRIPTIONS_ACTIVE._value.get()
+    random = Random(7)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(ws_client(server, anna.token)) for _ in range(STREAMS)
+        ]
+        readers = [asyncio.create_task(read_all(client)) for client in clients]
+        stack.callback(lambda: [reader.cancel() for reader in readers])
+        for round_ in range(ROUNDS):
+            op = f"op-{round_}"
+            for client in clients:
+                await subscribe_events(client, thread, op_id=op)
+            for _ in range(250):
+                feed = FEEDS.feeds.get(feed_id)
+                if feed is not None and len(feed.subscribers) >= STREAMS:
+                    break
+                await asyncio.sleep(0.01)
+            await add_post(server, anna, thread, f"Virta {round_}")
+
+            await asyncio.gather(*(stop(client, op, random.uniform(0, 0.01)) for client in clients))
+    for _ in range(100):
+        if metrics.SUBSCRIPTIONS_ACTIVE._value.get() == baseline:
+            break
+        await asyncio.sleep(0.05)
+    left = metrics.SUBSCRIPTIONS_ACTIVE._value.get() - baseline
+    assert left == 0, f"{left} of {STREAMS * ROUNDS} stopped streams still running"
+    # The thread's feed (one task per thread and worker) ended with its last subscriber.
+    assert feed_id not in FEEDS.feeds
