@@ -316,7 +316,10 @@ class MemberStudy:
 async def member_study(
     study: rm.Study, invitation: rm.Invitation, language: str, with_answers: bool
 ) -> MemberStudy:
-    questions = await rm.Question.filter(study_id=study.id).order_by("position")
+    # The list of invitations shows no questions: read them only for the study itself.
+    questions = (
+        await rm.Question.filter(study_id=study.id).order_by("position") if with_answers else []
+    )
     answers: list[MyAnswer] = []
     submitted = False
     if with_answers and invitation.response_id:  # type: ignore[attr-defined]
@@ -375,10 +378,12 @@ class MyReward(relay.Node):
 
 
 async def my_rewards(member: cm.Member, language: str) -> list[MyReward]:
-    rows = await rm.Reward.filter(member_id=member.id).order_by("-id").prefetch_related("draw")
+    rows = (
+        await rm.Reward.filter(member_id=member.id).order_by("-id").prefetch_related("draw__study")
+    )
     out = []
     for row in rows:
-        study = await rm.Study.get(id=row.draw.study_id)  # type: ignore[attr-defined]
+        study = row.draw.study
         out.append(
             MyReward(
                 id=row.id,

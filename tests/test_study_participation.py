@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from collections import deque
 from dataclasses import replace
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from strawberry.relay import GlobalID
 
@@ -366,6 +368,39 @@ async def test_member_views_states_filter_opening_declining_and_r7(server: Serve
     assert await Invitation.filter(study_id=sid(third)).count() == 5
     assert await Invitation.exists(study_id=sid(third), member_id=outsider.member_id)
     assert not await Response.filter(study_id=sid(third)).exists()
+
+
+async def study_reads(
+    server: Server, account: Account, caplog: pytest.LogCaptureFixture
+) -> list[str]:
+    """The tables of the research register read while `account` lists its invitations."""
+    tables = ('"invitation"', '"study"', '"question"', '"response"', '"answer"')
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="tortoise.db_client"):
+        await invitations(server, account)
+    return sorted(
+        table
+        for record in caplog.records
+        if record.name == "tortoise.db_client"
+        for table in tables
+        if f"FROM {table}" in record.getMessage()
+    )
+
+
+async def test_my_invitations_reads_as_much_for_four_studies_as_for_one(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No query per invitation: the list read each study's questions and threw them away."""
+    researcher = await staff(server, "researcher")
+    anna = await quiet_member(server)
+    await launch(server, researcher, QUESTIONS)
+    one = await study_reads(server, anna, caplog)
+    for _ in range(3):
+        await launch(server, researcher, QUESTIONS)
+    assert len(await invitations(server, anna)) == 4
+    four = await study_reads(server, anna, caplog)
+    assert one == four, (one, four)
+    assert '"question"' not in one and one, one
 
 
 # ---------------------------------------------------------------- answers
