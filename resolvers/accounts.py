@@ -109,32 +109,36 @@ async def _tell_already_registered(address: str, index: str, language: str) -> b
     if hold is not None:
         # Tied to the banned contact, so that the purge after the hold removes it too.
         banned = await Contact.get_or_none(email_index=index)
-        if await mail.within_daily_cap(banned, "registration_refused"):
-            async with in_transaction("contacts"):
-                await mail.enqueue(
-                    banned,
-                    address,
-                    "registration_refused",
-                    language,
-                    hold_until=hold.hold_until.date().isoformat(),
-                )
-            mail.wake_worker()
+        await _notice_within_cap(
+            banned,
+            address,
+            "registration_refused",
+            language,
+            hold_until=hold.hold_until.date().isoformat(),
+        )
         return True
     existing = await Contact.get_or_none(email_index=index)
     if existing is None:
         return False
-    if await mail.within_daily_cap(existing, "already_registered"):
-        async with in_transaction("contacts"):
-            await mail.enqueue(
-                existing,
-                address,
-                "already_registered",
-                existing.language,
-                login_link=mail.link("/login"),
-                reset_link=mail.link("/reset-password"),
-            )
-        mail.wake_worker()
+    await _notice_within_cap(
+        existing,
+        address,
+        "already_registered",
+        existing.language,
+        login_link=mail.link("/login"),
+        reset_link=mail.link("/reset-password"),
+    )
     return True
+
+
+async def _notice_within_cap(
+    contact: Contact | None, address: str, template: str, language: str, **params: str
+) -> None:
+    """Queue a notice that a stranger can cause, unless the address had its daily cap."""
+    if await mail.within_daily_cap(contact, template):
+        async with in_transaction("contacts"):
+            await mail.enqueue(contact, address, template, language, bulk=False, **params)
+        mail.wake_worker()
 
 
 async def _reserve_names(

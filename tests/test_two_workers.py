@@ -321,22 +321,23 @@ async def thread_positions(cluster: Cluster, thread_id: int) -> list[int]:
 
 
 async def open_stream(ws_url: str, token: str, thread: str, after: int) -> ClientConnection:
+    return await open_subscription(
+        ws_url, token, "1", THREAD_EVENTS, {"thread": thread, "after": after}
+    )
+
+
+async def open_subscription(
+    ws_url: str, token: str, op_id: str, query: str, variables: dict[str, Any] | None = None
+) -> ClientConnection:
+    """An acknowledged graphql-transport-ws connection with one subscription started."""
     ws = await connect(ws_url, subprotocols=[Subprotocol("graphql-transport-ws")])
     await ws.send(json.dumps({"type": "connection_init", "payload": {"token": token}}))
     ack = json.loads(await asyncio.wait_for(ws.recv(), 5))
     assert ack["type"] == "connection_ack", ack
-    await ws.send(
-        json.dumps(
-            {
-                "id": "1",
-                "type": "subscribe",
-                "payload": {
-                    "query": THREAD_EVENTS,
-                    "variables": {"thread": thread, "after": after},
-                },
-            }
-        )
-    )
+    payload: dict[str, Any] = {"query": query}
+    if variables is not None:
+        payload["variables"] = variables
+    await ws.send(json.dumps({"id": op_id, "type": "subscribe", "payload": payload}))
     return ws
 
 
@@ -597,22 +598,10 @@ async def test_after_a_redis_outage_open_streams_catch_up_without_a_new_event(
     my_post = mine["addPost"]["post"]["id"]
 
     events = await open_stream(b.ws_url, member_token, thread, 0)
-    notices = await connect(b.ws_url, subprotocols=[Subprotocol("graphql-transport-ws")])
+    notices = await open_subscription(
+        b.ws_url, member_token, "n", "subscription { notifications { position kind } }"
+    )
     try:
-        await notices.send(
-            json.dumps({"type": "connection_init", "payload": {"token": member_token}})
-        )
-        ack = json.loads(await asyncio.wait_for(notices.recv(), 5))
-        assert ack["type"] == "connection_ack", ack
-        await notices.send(
-            json.dumps(
-                {
-                    "id": "n",
-                    "type": "subscribe",
-                    "payload": {"query": "subscription { notifications { position kind } }"},
-                }
-            )
-        )
 
         async def next_message(ws: ClientConnection, timeout: float) -> dict[str, Any]:
             while True:
